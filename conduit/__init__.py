@@ -1,0 +1,34 @@
+"""Conduit: declarative, columnar, exactly-once data loading.
+
+The public surface is small: :func:`run` does what ``conduit run`` does, without
+printing; :func:`load_project` reads and validates an ingest.yml.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+__all__ = ["ConduitError", "RunResult", "__version__", "load_project", "run"]
+
+if TYPE_CHECKING:
+    from conduit.config import load_project
+    from conduit.engine import RunResult, run
+    from conduit.errors import ConduitError
+
+
+def __getattr__(name: str) -> Any:
+    """Import lazily, so ``import conduit`` (and ``conduit --help``) stays fast."""
+    if name in ("run", "RunResult"):
+        from conduit import engine
+
+        return getattr(engine, name)
+    if name == "load_project":
+        from conduit.config import load_project
+
+        return load_project
+    if name == "ConduitError":
+        from conduit.errors import ConduitError
+
+        return ConduitError
+    raise AttributeError(name)

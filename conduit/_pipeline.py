@@ -1,0 +1,179 @@
+"""The per-part batch stream: read bounded batches, cast and check them, split good/bad.
+
+:func:`stream_part` yields :class:`Step` objects for one source part, computed in a
+background thread (:func:`prefetch`) so reading and transforming overlap with the
+destination's staging. Everything here works on whole batches with Polars
+expressions; no row is ever a Python object.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from conduit.coerce import Coercer
+from conduit.connectors.base import ROW_NUMBER, SEQ, Part
+from conduit.errors import ConduitError, SourceError
+
+PART_SHIFT = 40  # _conduit_seq = part index << 40 | row number: stable across resumes
+
+
+@dataclass
+class Bad:
+    """Rows removed from a batch, with why."""
+
+    rows: pl.DataFrame
+    check: pl.Series | str
+    error: pl.Series
+
+
+@dataclass
+class Step:
+    """One transformed batch: good rows as Arrow, bad rows, and where in the part it ends."""
+
+    good: pa.RecordBatch | None
+    bad: list[Bad]
+    rows_read: int
+    rows_read_end: int
+    warned: dict[str, int] = field(default_factory=dict)
+    filtered: int = 0
+
+
+Check = Callable[[pl.DataFrame], tuple[pl.DataFrame, list[Bad], dict[str, int]]]
+
+
+@dataclass
+class Transform:
+    """What happens to every batch of a resource: casts, checks, dropped columns, merge order."""
+
+    coercer: Coercer
+    schema: pa.Schema
+    checks: Check | None = None
+    drop: list[str] = field(default_factory=list)
+    add_seq: bool = False
+    row_filter: Callable[[pl.DataFrame], pl.Series] | None = None
+
+    def __call__(self, df: pl.DataFrame, part_index: int) -> tuple[pa.RecordBatch, list[Bad], dict[str, int], int]:
+        """(good Arrow batch, bad rows, warning counts, rows filtered out by incremental state)."""
+        filtered = 0
+        if self.row_filter is not None:
+            keep = self.row_filter(df)
+            filtered = df.height - int(keep.sum())
+            if filtered:
+                df = df.filter(keep)
+        typed, bad_mask = self.coercer.apply(df)
+        bad: list[Bad] = []
+        if bad_mask.any():
+            raw = df.filter(bad_mask)
+            why = self.coercer.reasons(raw)
+            bad.append(Bad(raw, "cast", why.get_column("reason")))
+            typed = typed.filter(~bad_mask)
+        warned: dict[str, int] = {}
+        if self.checks is not None:
+            typed, more_bad, warned = self.checks(typed)
+            bad += more_bad
+        if self.add_seq:
+            typed = typed.with_columns((pl.lit(part_index << PART_SHIFT, pl.Int64) + pl.col(ROW_NUMBER)).alias(SEQ))
+        drop = [c for c in (ROW_NUMBER, *self.drop) if c in typed.columns]
+        table = typed.drop(drop).to_arrow()
+        if table.schema != self.schema:
+            table = _conform(table, self.schema)
+        batch = table.combine_chunks().to_batches()
+        good = batch[0] if batch else pa.RecordBatch.from_pylist([], schema=self.schema)
+        return good, bad, warned, filtered
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Reorder/cast ``table`` to ``schema`` (missing columns become nulls)."""
+    cols = []
+    for f in schema:
+        if f.name in table.column_names:
+            col = table.column(f.name)
+            cols.append(col if col.type == f.type else col.cast(f.type))
+        else:
+            cols.append(pa.nulls(table.num_rows, f.type))
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
+def frames(part: Part, batch_size: int, skip: int) -> Iterator[pl.DataFrame]:
+    """Bounded batches of one part, rows numbered, the first ``skip`` rows left out."""
+    if isinstance(part.frame, pl.LazyFrame):
+        lf = part.frame
+        if skip:
+            lf = lf.filter(pl.col(ROW_NUMBER) > skip)
+        yield from lf.collect_batches(chunk_size=batch_size)
+        return
+    offset = 0
+    for rb in part.frame:
+        df = pl.from_arrow(rb)
+        assert isinstance(df, pl.DataFrame)
+        n = df.height
+        if offset + n > skip:
+            df = df.with_columns(pl.int_range(offset + 1, offset + n + 1, dtype=pl.Int64).alias(ROW_NUMBER))
+            yield df.filter(pl.col(ROW_NUMBER) > skip) if offset < skip else df
+        offset += n
+
+
+def stream_part(part: Part, part_index: int, transform: Transform, batch_size: int, skip: int) -> Iterator[Step]:
+    """Transformed steps of one part; source errors become :class:`SourceError` naming the part."""
+    end = skip
+    try:
+        for df in frames(part, batch_size, skip):
+            if df.height == 0:
+                continue
+            end = int(df.get_column(ROW_NUMBER).max())  # type: ignore[arg-type]
+            good, bad, warned, filtered = transform(df, part_index)
+            yield Step(good, bad, df.height, end, warned, filtered)
+    except ConduitError:
+        raise
+    except (pl.exceptions.PolarsError, OSError, pa.ArrowException) as exc:
+        msg = f"cannot read {part.name}: {' '.join(str(exc).split())[:500]}"
+        raise SourceError(msg) from None
+
+
+_DONE = object()
+
+
+def prefetch(items: Iterator[Any], depth: int = 3) -> Iterator[Any]:
+    """Run ``items`` in a background thread, ``depth`` items ahead; errors re-raise here."""
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(_DONE)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            q.put(exc)
+
+    thread = threading.Thread(target=work, daemon=True, name="conduit-prefetch")
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.1)

@@ -1,0 +1,50 @@
+"""YAML loading that remembers where every key and item came from.
+
+:func:`load` returns plain Python data plus a map from key path to line number, so
+config errors can say ``ingest.yml:14``. Values stay as YAML scalars produce them
+(strings, ints, floats, bools, None).
+
+Examples
+--------
+>>> data, lines = load("a:\\n  b: [1, 2]\\n")
+>>> data, lines[("a", "b")], lines[("a", "b", 1)]
+({'a': {'b': [1, 2]}}, 2, 2)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+Path_ = tuple[str | int, ...]
+
+
+def load(text: str) -> tuple[Any, dict[Path_, int]]:
+    """Parse ``text``; return the data and a ``{key path: 1-based line}`` map."""
+    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    lines: dict[Path_, int] = {}
+    if node is None:
+        return None, lines
+    return _build(node, (), lines), lines
+
+
+def _build(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> Any:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key in out:
+                msg = f"duplicate key {key!r}"
+                raise yaml.YAMLError(f"{msg} at line {key_node.start_mark.line + 1}")
+            out[key] = _build(value_node, (*path, key), lines)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(item, (*path, i), lines) for i, item in enumerate(node.value)]
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()

@@ -1,0 +1,212 @@
+"""The connector contract: small ABCs plus capabilities as data.
+
+A source yields :class:`Part` objects (a file, a query result), each a Polars
+LazyFrame or an Arrow RecordBatchReader. A destination stages Arrow batches chunk by
+chunk (each chunk committed with a ledger row, so a resume never stages twice) and
+publishes a whole load atomically, recording its id in ``_conduit_loads``.
+The engine asks :class:`Capabilities`; it never checks a connector's type name.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel
+
+from conduit.config import ResolvedTable, ResourceConfig, Strict
+
+if TYPE_CHECKING:
+    import polars as pl
+    import pyarrow as pa
+
+    from conduit.schema import Change
+
+ROW_NUMBER = "_conduit_row_number"
+SEQ = "_conduit_seq"
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a connector can do, as data the engine reads.
+
+    Attributes
+    ----------
+    write_modes
+        The write modes a destination publishes atomically.
+    parallel_stage
+        How many chunks the destination may stage at once (separate connections).
+    schema_evolution
+        Whether the destination can add and widen columns (``schema_evolution: auto``).
+    incremental_pushdown
+        Whether a source pushes an incremental predicate into its own query.
+    """
+
+    write_modes: frozenset[str] = frozenset({"append", "replace", "merge"})
+    parallel_stage: int = 1
+    schema_evolution: bool = True
+    incremental_pushdown: bool = False
+
+
+@dataclass
+class Incremental:
+    """The incremental filter for one read: rows with ``column > value`` (typed)."""
+
+    column: str
+    value: Any = None
+
+
+@dataclass
+class Task:
+    """What one resource asks a source to read."""
+
+    resource: ResourceConfig
+    project_dir: Path
+    incremental: Incremental | None = None
+
+
+@dataclass
+class Part:
+    """One unit of a source (a file, a query): its frame and, for files, its name.
+
+    ``frame`` carries a ``_conduit_row_number`` column (1-based within the part) when
+    the source can number rows; the engine uses it for dead letters and resume.
+    """
+
+    name: str
+    frame: pl.LazyFrame | pa.RecordBatchReader
+    text_columns: bool = False
+    bytes: int = 0
+
+
+@dataclass
+class Load:
+    """One resource's load into one destination table for one run."""
+
+    load_id: str
+    run_id: str
+    resource: str
+    table: str
+    options: ResolvedTable
+    schema: pa.Schema | None = None
+    json_columns: list[str] = field(default_factory=list)
+
+    @property
+    def write_mode(self) -> str:
+        """``append``, ``replace`` or ``merge``."""
+        return self.options.write_mode
+
+    @property
+    def primary_keys(self) -> list[str]:
+        """Merge keys (and the primary key of a created table)."""
+        return self.options.primary_keys
+
+
+@dataclass
+class StagedChunk:
+    """A chunk the destination has durably staged: where in the source it ended."""
+
+    chunk: int
+    part: str
+    rows_read_end: int
+    rows: int
+
+
+class Source(ABC):
+    """Reads one kind of source. Subclasses set ``Options`` and ``capabilities``."""
+
+    Options: ClassVar[type[BaseModel]] = Strict
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def __init__(self, name: str, options: Any, project_dir: Path):
+        self.name = name
+        self.options = options
+        self.project_dir = project_dir
+
+    @abstractmethod
+    def parts(self, task: Task) -> Iterator[Part]:
+        """The parts to read for ``task``, in a stable order (resume depends on it)."""
+
+    def estimate_rows(self, task: Task) -> int | None:
+        """A row estimate for progress, or None."""
+        return None
+
+    def check(self) -> None:  # noqa: B027 - optional hook
+        """Really reach the source; raise a :class:`~conduit.errors.ConduitError` if it can't."""
+
+    def describe(self) -> str:
+        """A one-line, secret-free description for logs."""
+        return self.name
+
+
+class Destination(ABC):
+    """Writes to one kind of destination. Subclasses set ``Options`` and ``capabilities``."""
+
+    Options: ClassVar[type[BaseModel]] = Strict
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def __init__(self, name: str, options: Any, project_dir: Path):
+        self.name = name
+        self.options = options
+        self.project_dir = project_dir
+
+    def check(self) -> None:  # noqa: B027 - optional hook
+        """Really connect; raise a :class:`~conduit.errors.ConduitError` if it can't."""
+
+    def default_table(self, resource: str) -> str:
+        """The table name used when a resource sets none."""
+        return resource
+
+    @abstractmethod
+    def table_schema(self, table: str) -> pa.Schema | None:
+        """The Arrow schema of an existing table, or None if it does not exist."""
+
+    def ddl_for(self, table: str, change: Change) -> str | None:
+        """The statement that would apply ``change`` (shown in schema errors)."""
+        return None
+
+    def evolve(self, table: str, changes: list[Change]) -> None:
+        """Apply schema changes to the existing table (``schema_evolution: auto``)."""
+        msg = f"{type(self).__name__} cannot evolve schemas"
+        raise NotImplementedError(msg)
+
+    @abstractmethod
+    def staged(self, load: Load) -> list[StagedChunk]:
+        """Chunks already staged for ``load`` (non-empty only when resuming)."""
+
+    @abstractmethod
+    def stage(self, load: Load, chunk: StagedChunk, batches: pa.RecordBatchReader) -> int:
+        """Stage one chunk atomically (data + ledger row); return the rows staged."""
+
+    @abstractmethod
+    def is_published(self, load: Load) -> bool:
+        """Whether ``load`` was already published (its id is in ``_conduit_loads``)."""
+
+    @abstractmethod
+    def publish(self, load: Load) -> int:
+        """Make the staged rows visible at once per write mode; idempotent per load id."""
+
+    @abstractmethod
+    def abort(self, load: Load) -> None:
+        """Drop whatever was staged for ``load``."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+    def describe(self) -> str:
+        """A one-line, secret-free description for logs."""
+        return self.name
+
+
+@dataclass(frozen=True)
+class Connector:
+    """A ``type:`` name and the classes that implement it (either may be None)."""
+
+    type: str
+    source: type[Source] | None = None
+    destination: type[Destination] | None = None
+    version: str = ""
+    extra: str = ""

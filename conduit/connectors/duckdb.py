@@ -1,0 +1,282 @@
+"""DuckDB files as source (table or query) and as the embedded default destination.
+
+The destination stages each chunk into ``_conduit_stage_<load>`` in the target's
+schema, in one transaction with its row in ``_conduit_chunks``; publish is one
+transaction that renames, inserts or merges the staged rows into the target and
+records the load id in ``_conduit_loads``. Arrow goes in through DuckDB's Arrow scan:
+no Python row loops.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field
+
+from conduit._sql import column_list, qualified, quote, split_table, stage_name
+from conduit.config import Strict
+from conduit.connectors.base import SEQ, Capabilities, Connector, Destination, Load, Part, Source, StagedChunk, Task
+from conduit.errors import DestinationError, SourceError
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+    from conduit.schema import Change
+
+_LEDGER = """
+CREATE TABLE IF NOT EXISTS main._conduit_chunks (load_id VARCHAR, chunk INTEGER, part VARCHAR, rows_read_end BIGINT, rows BIGINT, PRIMARY KEY (load_id, chunk));
+CREATE TABLE IF NOT EXISTS main._conduit_loads (load_id VARCHAR PRIMARY KEY, run_id VARCHAR, resource VARCHAR, table_name VARCHAR, write_mode VARCHAR, rows BIGINT, published_at TIMESTAMPTZ DEFAULT now());
+"""
+
+
+class DuckDBOptions(Strict):
+    """Keys of a DuckDB source or destination."""
+
+    path: str = "warehouse.duckdb"
+    db_schema: str = Field(default="main")
+    threads: int | None = Field(default=None, gt=0)
+    memory_limit: str | None = None
+
+
+def _open(path: Path, read_only: bool, options: DuckDBOptions) -> duckdb.DuckDBPyConnection:
+    import duckdb
+
+    config: dict[str, Any] = {}
+    if options.threads:
+        config["threads"] = options.threads
+    if options.memory_limit:
+        config["memory_limit"] = options.memory_limit
+    try:
+        return duckdb.connect(str(path), read_only=read_only, config=config)
+    except duckdb.Error as exc:
+        msg = f"cannot open DuckDB file {path}: {' '.join(str(exc).split())}"
+        raise DestinationError(msg) from None
+
+
+class DuckDBSource(Source):
+    """``type: duckdb`` as a source: a resource's ``query``, or ``SELECT * FROM <name>``."""
+
+    Options = DuckDBOptions
+    capabilities = Capabilities(incremental_pushdown=True)
+
+    def _path(self) -> Path:
+        return self.project_dir / os.path.expanduser(self.options.path)
+
+    def check(self) -> None:
+        """The file must exist and open read-only."""
+        if not self._path().is_file():
+            msg = f"source {self.name}: DuckDB file not found: {self._path()}"
+            raise SourceError(msg)
+        _open(self._path(), True, self.options).close()
+
+    def query(self, task: Task) -> tuple[str, list[Any]]:
+        """The SQL and parameters for ``task``; the high-water mark is a bound parameter."""
+        res = task.resource
+        sql = res.query or f"SELECT * FROM {qualified(res.table or res.name, self.options.db_schema)}"
+        inc = task.incremental
+        if inc is not None and inc.value is not None:
+            return f"SELECT * FROM ({sql}) AS _conduit_q WHERE {quote(inc.column)} > ?", [inc.value]
+        return sql, []
+
+    def parts(self, task: Task) -> Iterator[Part]:
+        """One part: the query's Arrow stream."""
+        import duckdb
+
+        self.check()
+        con = _open(self._path(), True, self.options)
+        sql, params = self.query(task)
+        try:
+            reader = con.execute(sql, params).to_arrow_reader(task.resource.batch_size or 250_000)
+        except duckdb.Error as exc:
+            con.close()
+            msg = f"{task.resource.name}: query failed: {' '.join(str(exc).split())}"
+            raise SourceError(msg) from None
+        try:
+            yield Part(name=f"duckdb:{self.options.path}", frame=reader)
+        finally:
+            con.close()
+
+
+class DuckDBDestination(Destination):
+    """``type: duckdb``: the embedded destination."""
+
+    Options = DuckDBOptions
+    capabilities = Capabilities(parallel_stage=1)
+
+    def __init__(self, name: str, options: DuckDBOptions, project_dir: Path):
+        super().__init__(name, options, project_dir)
+        self.path = project_dir / os.path.expanduser(options.path)
+        self._con: duckdb.DuckDBPyConnection | None = None
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """The connection, opened on first use and kept for the run."""
+        if self._con is None:
+            self.check()
+            self._con = _open(self.path, False, self.options)
+            for sql in _LEDGER.strip().split(";\n"):
+                self._con.execute(sql).fetchall()
+        return self._con
+
+    def check(self) -> None:
+        """The file's folder must exist."""
+        if not self.path.parent.is_dir():
+            msg = f"destination {self.name}: folder {self.path.parent} does not exist"
+            raise DestinationError(msg)
+
+    def close(self) -> None:
+        """Close the connection (releases the file lock)."""
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def describe(self) -> str:
+        """The file path."""
+        return f"duckdb:{self.path}"
+
+    def default_table(self, resource: str) -> str:
+        """``<db_schema>.<resource>``."""
+        return f"{self.options.db_schema}.{resource}"
+
+    def _exists(self, table: str) -> bool:
+        schema, name = split_table(table, self.options.db_schema)
+        return bool(self.con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?", [schema, name]).fetchall()[0][0])
+
+    def table_schema(self, table: str) -> pa.Schema | None:
+        """Arrow schema of the table, or None."""
+        if not self._exists(table):
+            return None
+        return self.con.execute(f"SELECT * FROM {qualified(table, self.options.db_schema)} LIMIT 0").to_arrow_table().schema
+
+    def sql_type(self, arrow_type: pa.DataType) -> str:
+        """DuckDB's own name for an Arrow type (asks DuckDB)."""
+        import pyarrow as pa
+
+        empty = pa.table({"c": pa.array([], type=arrow_type)})  # noqa: F841 - read by DuckDB's replacement scan
+        return str(self.con.execute("SELECT typeof(c) FROM (SELECT * FROM empty UNION ALL SELECT NULL) LIMIT 1").fetchall()[0][0])
+
+    def ddl_for(self, table: str, change: Change) -> str | None:
+        """``ALTER TABLE`` for an added or widened column."""
+        t = qualified(table, self.options.db_schema)
+        if change.kind == "add_column" and change.source_type is not None:
+            return f"ALTER TABLE {t} ADD COLUMN {quote(change.column)} {self.sql_type(change.source_type)};"
+        if change.kind == "widen" and change.source_type is not None:
+            return f"ALTER TABLE {t} ALTER COLUMN {quote(change.column)} SET DATA TYPE {self.sql_type(change.source_type)};"
+        return None
+
+    def evolve(self, table: str, changes: list[Change]) -> None:
+        """Apply the changes in one transaction."""
+        statements = [s for s in (self.ddl_for(table, c) for c in changes) if s]
+        self._transaction(statements)
+
+    def _stage_table(self, load: Load) -> str:
+        schema, _ = split_table(load.table, self.options.db_schema)
+        return f"{quote(schema)}.{quote(stage_name(load.load_id))}"
+
+    def staged(self, load: Load) -> list[StagedChunk]:
+        """Chunks in ``_conduit_chunks`` for this load."""
+        rows = self.con.execute("SELECT chunk, part, rows_read_end, rows FROM main._conduit_chunks WHERE load_id = ? ORDER BY chunk", [load.load_id]).fetchall()
+        return [StagedChunk(*r) for r in rows]
+
+    def stage(self, load: Load, chunk: StagedChunk, batches: pa.RecordBatchReader) -> int:
+        """Insert the chunk into the staging table and its ledger row, in one transaction."""
+        import duckdb
+
+        con, stage = self.con, self._stage_table(load)
+        con.register("_conduit_batches", batches)
+        try:
+            con.begin()
+            schema, _ = split_table(load.table, self.options.db_schema)
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}").fetchall()
+            con.execute(f"CREATE TABLE IF NOT EXISTS {stage} AS SELECT * FROM _conduit_batches WITH NO DATA").fetchall()
+            rows = int(con.execute(f"INSERT INTO {stage} BY NAME SELECT * FROM _conduit_batches").fetchall()[0][0])
+            con.execute("INSERT INTO main._conduit_chunks VALUES (?, ?, ?, ?, ?)", [load.load_id, chunk.chunk, chunk.part, chunk.rows_read_end, rows]).fetchall()
+            con.commit()
+        except duckdb.Error as exc:
+            con.rollback()
+            msg = f"{load.resource}: staging into {self.path.name} failed: {' '.join(str(exc).split())}"
+            raise DestinationError(msg) from None
+        finally:
+            con.unregister("_conduit_batches")
+        return rows
+
+    def is_published(self, load: Load) -> bool:
+        """Whether the load id is in ``_conduit_loads``."""
+        return bool(self.con.execute("SELECT count(*) FROM main._conduit_loads WHERE load_id = ?", [load.load_id]).fetchall()[0][0])
+
+    def publish(self, load: Load) -> int:
+        """One transaction: staged rows into the target per write mode, plus the load record."""
+        if self.is_published(load):
+            return 0
+        stage, target = self._stage_table(load), qualified(load.table, self.options.db_schema)
+        if not self.staged(load):
+            return self._publish_empty(load)
+        rows = int(self.con.execute(f"SELECT count(*) FROM {stage}").fetchall()[0][0])
+        exists = self._exists(load.table)
+        keys = load.primary_keys
+        statements: list[str] = []
+        source = stage
+        if load.write_mode == "merge":
+            part = column_list(keys)
+            source = f"(SELECT * EXCLUDE ({quote(SEQ)}) FROM {stage} QUALIFY row_number() OVER (PARTITION BY {part} ORDER BY {quote(SEQ)} DESC) = 1)"
+            rows = int(self.con.execute(f"SELECT count(*) FROM {source}").fetchall()[0][0])
+        if not exists or load.write_mode == "replace":
+            if exists:
+                statements.append(f"DROP TABLE {target}")
+            if source == stage:
+                statements.append(f"ALTER TABLE {stage} RENAME TO {quote(split_table(load.table, '')[1])}")
+            else:
+                statements.append(f"CREATE TABLE {target} AS SELECT * FROM {source}")
+        elif load.write_mode == "append":
+            statements.append(f"INSERT INTO {target} BY NAME SELECT * FROM {stage}")
+        else:
+            match = " AND ".join(f"{target}.{quote(k)} = s.{quote(k)}" for k in keys)
+            statements.append(f"DELETE FROM {target} USING {stage} AS s WHERE {match}")
+            statements.append(f"INSERT INTO {target} BY NAME SELECT * FROM {source}")
+        statements.append(f"DROP TABLE IF EXISTS {stage}")
+        self._transaction(statements, load, rows)
+        return rows
+
+    def _publish_empty(self, load: Load) -> int:
+        """Nothing was staged (no rows at all): create an empty target if there is a schema."""
+        statements = []
+        if load.schema is not None and (load.write_mode == "replace" or not self._exists(load.table)):
+            import pyarrow as pa
+
+            empty = pa.table({f.name: pa.array([], type=f.type) for f in load.schema if f.name != SEQ})  # noqa: F841
+            self.con.register("_conduit_empty", empty)
+            statements += [f"DROP TABLE IF EXISTS {qualified(load.table, self.options.db_schema)}", f"CREATE TABLE {qualified(load.table, self.options.db_schema)} AS SELECT * FROM _conduit_empty"]
+        self._transaction(statements, load, 0)
+        return 0
+
+    def _transaction(self, statements: list[str], load: Load | None = None, rows: int = 0) -> None:
+        import duckdb
+
+        con = self.con
+        try:
+            con.begin()
+            if load is not None:
+                schema, _ = split_table(load.table, self.options.db_schema)
+                con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}").fetchall()
+            for sql in statements:
+                con.execute(sql).fetchall()
+            if load is not None:
+                con.execute("INSERT INTO main._conduit_loads (load_id, run_id, resource, table_name, write_mode, rows) VALUES (?, ?, ?, ?, ?, ?)", [load.load_id, load.run_id, load.resource, load.table, load.write_mode, rows]).fetchall()
+                con.execute("DELETE FROM main._conduit_chunks WHERE load_id = ?", [load.load_id]).fetchall()
+            con.commit()
+        except duckdb.Error as exc:
+            con.rollback()
+            what = f"publishing {load.resource}" if load else "schema change"
+            msg = f"{what} into {self.path.name} failed: {' '.join(str(exc).split())}"
+            raise DestinationError(msg) from None
+
+    def abort(self, load: Load) -> None:
+        """Drop the staging table and ledger rows."""
+        self._transaction([f"DROP TABLE IF EXISTS {self._stage_table(load)}", f"DELETE FROM main._conduit_chunks WHERE load_id = '{load.load_id}'"])
+
+
+CONNECTOR = Connector("duckdb", DuckDBSource, DuckDBDestination)

@@ -1,0 +1,447 @@
+"""Plan and run: resources -> tasks -> staged chunks -> one atomic publish each.
+
+:func:`run` is the library entry point; the CLI is a thin layer over it. The engine
+owns the loop and nothing else: sources and destinations own their I/O, the store
+owns the DuckDB file, :mod:`conduit._pipeline` owns the batch transform.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import traceback
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from conduit import __version__, _secrets
+from conduit.config import Project, ResourceConfig, load_project
+from conduit.connectors import registry
+from conduit.connectors.base import Destination, Load, Source, StagedChunk, Task
+from conduit.errors import ConduitError, ConfigError, QualityCheckFailed, UsageError
+from conduit.progress import Reporter
+
+CHUNK_BATCHES = 8  # a chunk (the unit of checkpoint and resume) is up to this many batches
+
+
+@dataclass
+class ResourceResult:
+    """What happened to one resource."""
+
+    name: str
+    status: str = "pending"
+    table: str = ""
+    rows_read: int = 0
+    rows_written: int = 0
+    rows_dlq: int = 0
+    rows_warned: int = 0
+    rows_filtered: int = 0
+    bytes_read: int = 0
+    duration_s: float = 0.0
+    error: str | None = None
+    dlq_path: str | None = None
+    checks: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """The one line printed per resource."""
+        if self.status == "failed":
+            return f"{self.name}: failed: {self.error}"
+        rate = self.rows_read / self.duration_s if self.duration_s > 0 else 0
+        text = f"{self.name}: {self.rows_written:,} rows loaded into {self.table} in {self.duration_s:.1f}s ({rate:,.0f} rows/s)"
+        if self.rows_filtered:
+            text += f", {self.rows_filtered:,} already loaded (incremental)"
+        if self.rows_dlq:
+            detail = ", ".join(f"{k}: {v:,}" for k, v in self.checks.items() if not k.startswith("warn "))
+            text += f", {self.rows_dlq:,} dead-lettered ({detail}) -> {self.dlq_path}"
+        if self.rows_warned:
+            text += f", {self.rows_warned:,} warnings"
+        return text
+
+
+@dataclass
+class RunResult:
+    """What :func:`run` returns."""
+
+    run_id: str
+    status: str
+    resources: list[ResourceResult]
+    resumed: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every resource succeeded (dead letters allowed), else 1."""
+        return 1 if any(r.status == "failed" for r in self.resources) else 0
+
+
+@dataclass
+class Context:
+    """Everything one run shares: project, store, connectors, reporter."""
+
+    project: Project
+    run_id: str
+    reporter: Reporter
+    batch_size: int | None
+    full_refresh: bool
+    sources: dict[str, Source] = field(default_factory=dict)
+    destinations: dict[str, Destination] = field(default_factory=dict)
+
+    @property
+    def store(self) -> Any:
+        """The local store."""
+        from conduit.store import Store
+
+        return Store(self.project.state_path)
+
+    def source(self, name: str) -> Source:
+        """The source connector called ``name`` (created once per run)."""
+        if name not in self.sources:
+            cfg = self.project.source(name)
+            cls = registry.get(cfg.type).source
+            assert cls is not None
+            self.sources[name] = cls(name, cls.Options.model_validate(cfg.options), self.project.dir)
+        return self.sources[name]
+
+    def destination(self, name: str) -> Destination:
+        """The destination connector called ``name`` (created once per run)."""
+        if name not in self.destinations:
+            cfg = self.project.destination(name)
+            cls = registry.get(cfg.type).destination
+            assert cls is not None
+            self.destinations[name] = cls(name, cls.Options.model_validate(cfg.options), self.project.dir)
+        return self.destinations[name]
+
+    def close(self) -> None:
+        """Close every destination connection."""
+        for dest in self.destinations.values():
+            dest.close()
+
+
+def select(project: Project, names: list[str] | None) -> list[ResourceConfig]:
+    """The resources to run, in config order; unknown names are a usage error."""
+    known = [r.name for r in project.config.resources]
+    unknown = [n for n in names or [] if n not in known]
+    if unknown:
+        msg = f"unknown resource {unknown[0]!r}; known: {', '.join(known)}"
+        raise UsageError(msg)
+    return [r for r in project.config.resources if not names or r.name in names]
+
+
+def plan(project: Project, resources: list[ResourceConfig]) -> None:
+    """Check what config validation alone cannot: write modes against capabilities, types, checks."""
+    from conduit import quality
+    from conduit.schema import parse_type
+
+    for i, res in enumerate(project.config.resources):
+        if res not in resources:
+            continue
+        dest_cls = registry.get(project.destination(res.destination).type).destination
+        opts = project.table_options(res)
+        assert dest_cls is not None
+        if opts.write_mode not in dest_cls.capabilities.write_modes:
+            line = project.lines.get(("resources", i, "write_mode"), project.lines.get(("resources", i), 1))
+            msg = f"{project.path.name}:{line}: resources[{i}].write_mode: {res.destination} ({project.destination(res.destination).type}) supports {', '.join(sorted(dest_cls.capabilities.write_modes))}, not {opts.write_mode}"
+            raise ConfigError(msg)
+        for col, type_name in res.columns.items():
+            try:
+                parse_type(type_name)
+            except ConfigError as exc:
+                line = project.lines.get(("resources", i, "columns", col), 1)
+                msg = f"{project.path.name}:{line}: resources[{i}].columns.{col}: {exc}"
+                raise ConfigError(msg) from None
+        quality.validate(project, i, res)
+
+
+def run(
+    config_path: str | Path = "ingest.yml",
+    resources: list[str] | None = None,
+    resume: bool = False,
+    full_refresh: bool = False,
+    batch_size: int | None = None,
+    reporter: Reporter | None = None,
+) -> RunResult:
+    """Run the resources of an ingest.yml; return what happened (prints nothing itself).
+
+    Parameters
+    ----------
+    config_path
+        The ingest.yml (or its folder).
+    resources
+        Names to run; all when None.
+    resume
+        Continue the newest interrupted run of this config.
+    full_refresh
+        Ignore and reset incremental state.
+    batch_size
+        Rows per batch, overriding the config.
+    reporter
+        Progress sink; silent when None.
+
+    Examples
+    --------
+    >>> import conduit, pathlib, tempfile
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "data.csv").write_text("id,name\\n1,a\\n2,b\\n")
+    >>> _ = (d / "ingest.yml").write_text('''
+    ... sources: [{name: files, type: csv, path: .}]
+    ... destinations: [{name: local, type: duckdb}]
+    ... resources: [{name: people, source: files, destination: local, path: data.csv}]
+    ... ''')
+    >>> result = conduit.run(d / "ingest.yml")
+    >>> result.status, result.resources[0].rows_written
+    ('success', 2)
+    """
+    from conduit import incremental
+
+    project = load_project(config_path)
+    selected = select(project, resources)
+    plan(project, selected)
+    reporter = reporter or Reporter()
+    store = Context(project, "", reporter, batch_size, full_refresh).store
+    config_path_s = str(project.path)
+    previous = store.unfinished_run(config_path_s)
+    resumed = False
+    if previous and (resume or _same_config(store, previous, project.config_hash)):
+        run_id, resumed = previous, True
+        reporter.message(f"resuming interrupted run {run_id}")
+        store.resume_run(run_id)
+    else:
+        if resume:
+            reporter.message("nothing to resume: starting a new run")
+        run_id = time.strftime("%Y%m%dT%H%M%S") + "_" + uuid.uuid4().hex[:6]
+        store.start_run(run_id, config_path_s, project.config_hash, __version__)
+    ctx = Context(project, run_id, reporter, batch_size, full_refresh)
+    if previous and not resumed:
+        reporter.message(f"previous run {previous} was interrupted and its config changed: discarding its staged data and starting over")
+        _discard(ctx, previous, store)
+    results: list[ResourceResult] = []
+    done = store.resource_status(run_id) if resumed else {}
+    try:
+        for res in selected:
+            if done.get(res.name) in ("success", "partial_success"):
+                continue
+            results.append(_run_resource(ctx, res, incremental))
+    finally:
+        ctx.close()
+        reporter.close()
+    status = "failed" if any(r.status == "failed" for r in results) else "partial_success" if any(r.rows_dlq for r in results) else "success"
+    errors = "; ".join(f"{r.name}: {r.error}" for r in results if r.error)
+    store.finish_run(run_id, status, errors or None)
+    return RunResult(run_id, status, results, resumed)
+
+
+def _same_config(store: Any, run_id: str, config_hash: str) -> bool:
+    _, rows = store.query(f"SELECT config_hash FROM runs WHERE run_id = '{run_id}'")
+    return bool(rows) and rows[0][0] == config_hash
+
+
+def _discard(ctx: Context, run_id: str, store: Any) -> None:
+    """Close an interrupted run: loads it already published are recorded, the rest dropped."""
+    for res in ctx.project.config.resources:
+        dest = ctx.destination(res.destination)
+        load = Load(f"{run_id}_{res.name}", run_id, res.name, "", ctx.project.table_options(res))
+        if not dest.is_published(load):
+            dest.abort(load)
+    store.finish_run(run_id, "failed", "interrupted; superseded by run " + ctx.run_id)
+
+
+def _run_resource(ctx: Context, res: ResourceConfig, incremental: Any) -> ResourceResult:
+    opts = ctx.project.table_options(res)
+    result = ResourceResult(res.name)
+    started = time.monotonic()
+    store = ctx.store
+    try:
+        source, dest = ctx.source(res.source), ctx.destination(res.destination)
+        table = opts.table or dest.default_table(res.name)
+        result.table = table
+        load = Load(f"{ctx.run_id}_{res.name}", ctx.run_id, res.name, table, opts)
+        state = incremental.State.load(store, res, ctx.full_refresh)
+        store.start_resource(ctx.run_id, res.name, res.source, res.destination, table, opts.write_mode, state.before_text)
+        task = Task(res, ctx.project.dir, state.filter)
+        ctx.reporter.start(res.name, _safe(lambda: source.estimate_rows(task)))
+        if dest.is_published(load):
+            ctx.reporter.message(f"{res.name}: load {load.load_id} was already published; recording it")
+            result.rows_written = sum(c.rows for c in dest.staged(load))
+        else:
+            _load(ctx, res, source, dest, task, load, result, state)
+        result.status = "partial_success" if result.rows_dlq else "success"
+        hwm = state.commit(store, ctx.run_id)
+        fields = {"hwm_after": hwm}
+    except Exception as exc:  # noqa: BLE001 - every failure is recorded, unknown ones with traceback
+        result.status = "failed"
+        result.error = _secrets.redact(str(exc) if isinstance(exc, ConduitError) else f"{type(exc).__name__}: {exc}")
+        if not isinstance(exc, ConduitError):
+            result.error += "\n" + _secrets.redact(traceback.format_exc())
+        fields = {}
+        try:
+            if "load" in locals() and "dest" in locals():
+                dest.abort(load)
+        except Exception:  # noqa: BLE001, S110 - the original error matters more
+            pass
+    result.duration_s = time.monotonic() - started
+    store.finish_resource(
+        ctx.run_id, res.name, status=result.status, rows_read=result.rows_read, rows_written=result.rows_written,
+        rows_dlq=result.rows_dlq, rows_warned=result.rows_warned, rows_filtered=result.rows_filtered,
+        bytes_read=result.bytes_read, error=(result.error or "").split("\n")[0] or None, dlq_path=result.dlq_path,
+        checks_json=result.checks, duration_s=result.duration_s, **fields,
+    )
+    ctx.reporter.finish(res.name, result.summary().split("\n")[0], result.status != "failed")
+    return result
+
+
+def _safe(fn: Any) -> Any:
+    try:
+        return fn()
+    except Exception:  # noqa: BLE001 - an estimate is optional
+        return None
+
+
+def _load(ctx: Context, res: ResourceConfig, source: Source, dest: Destination, task: Task, load: Load, result: ResourceResult, state: Any) -> None:
+    """Stream every part through the transform into staged chunks, then publish once."""
+    from conduit import quality
+    from conduit._pipeline import prefetch, stream_part
+    from conduit.dlq import DeadLetters
+    from conduit.store import Store
+
+    batch_size = ctx.batch_size or load.options.batch_size
+    staged = dest.staged(load)
+    positions = {c.part: c.rows_read_end for c in staged}
+    for c in staged:
+        result.rows_written += c.rows
+    chunk_no = len(staged)
+    dlq = DeadLetters(Store(ctx.project.state_path).dlq_dir, ctx.run_id, res.name)
+    checks = quality.Checks(res)
+    transform = None
+    for part_index, part in enumerate(source.parts(task)):
+        result.bytes_read += part.bytes
+        if transform is None:
+            transform = _make_transform(ctx, res, dest, part, load, checks, state)
+        steps = prefetch(stream_part(part, part_index, transform, batch_size, positions.get(part.name, 0)))
+        for chunk_steps in _chunks(steps):
+            cursor = StagedChunk(chunk_no, part.name, positions.get(part.name, 0), 0)
+            reader = _reader(chunk_steps, transform.schema, cursor, result, dlq, ctx, state)
+            try:
+                rows = dest.stage(load, cursor, reader)
+            except BaseException:
+                dlq.discard()
+                raise
+            dlq.flush_chunk(chunk_no)
+            ctx.store.checkpoint(ctx.run_id, res.name, chunk_no, rows, part.name, cursor.rows_read_end)
+            result.rows_written += rows
+            chunk_no += 1
+            checks.enforce_limits(result)
+    if transform is None:
+        return
+    load.schema = transform.schema
+    checks.enforce_limits(result, final=True)
+    path = dlq.gather()
+    result.dlq_path = str(path) if path else None
+    dest.publish(load)
+    _record_schema(ctx, res, load)
+
+
+def _chunks(steps: Iterator[Any]) -> Iterator[Iterator[Any]]:
+    """Split a step stream into chunks of up to ``CHUNK_BATCHES`` steps, lazily."""
+    it = iter(steps)
+    while True:
+        try:
+            first = next(it)
+        except StopIteration:
+            return
+
+        def chunk(first: Any = first) -> Iterator[Any]:
+            yield first
+            for _, step in zip(range(CHUNK_BATCHES - 1), it, strict=False):
+                yield step
+
+        yield chunk()
+
+
+def _reader(steps: Iterator[Any], schema: Any, cursor: StagedChunk, result: ResourceResult, dlq: Any, ctx: Context, state: Any) -> Any:
+    import pyarrow as pa
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for step in steps:
+            result.rows_read += step.rows_read
+            result.rows_filtered += step.filtered
+            cursor.rows_read_end = step.rows_read_end
+            for name, n in step.warned.items():
+                result.rows_warned += n
+                result.checks[f"warn {name}"] = result.checks.get(f"warn {name}", 0) + n
+            for bad in step.bad:
+                dlq.add(bad.rows, cursor.part, bad.rows.get_column("_conduit_row_number"), bad.check, bad.error)
+                result.rows_dlq += bad.rows.height
+                for name, n in _count_checks(bad).items():
+                    result.checks[name] = result.checks.get(name, 0) + n
+            state.observe(step.good)
+            ctx.reporter.advance(result.name, step.rows_read)
+            yield step.good
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+def _count_checks(bad: Any) -> dict[str, int]:
+    if isinstance(bad.check, str):
+        if bad.check == "cast":
+            cols = bad.error.str.extract(r"^column (.+?):", 1).value_counts()
+            return {f"cast {c}": int(n) for c, n in cols.iter_rows()}
+        return {bad.check: bad.rows.height}
+    return {str(c): int(n) for c, n in bad.check.value_counts().iter_rows()}
+
+
+def _make_transform(ctx: Context, res: ResourceConfig, dest: Destination, part: Any, load: Load, checks: Any, state: Any) -> Any:
+    """Target types from declared columns, CSV inference (text parts) and the schema mode."""
+    import polars as pl
+
+    from conduit import schema as sch
+    from conduit._pipeline import Transform
+    from conduit.coerce import Coercer
+    from conduit.connectors.base import ROW_NUMBER, SEQ
+
+    if isinstance(part.frame, pl.LazyFrame):
+        in_schema = part.frame.collect_schema()
+    else:
+        in_schema = pl.DataFrame(part.frame.schema.empty_table()).schema  # type: ignore[union-attr]
+    targets: dict[str, pl.DataType] = {}
+    if part.text_columns:
+        sample_rows = getattr(getattr(ctx.source(res.source), "format_opts", None), "infer_rows", 100_000)
+        sample = part.frame.head(sample_rows).collect()
+        targets.update(sch.infer_text_types(sample.drop(ROW_NUMBER)))
+    targets.update({col: sch.parse_type(t) for col, t in res.columns.items()})
+    targets = {c: t for c, t in targets.items() if c in in_schema}
+    coercer = Coercer(targets)
+    out = coercer.output_schema(pl.Schema({k: v for k, v in in_schema.items() if k != ROW_NUMBER}))
+    arrow_schema = pl.DataFrame(schema=out).to_arrow().schema
+    drop: list[str] = []
+    existing = None if load.write_mode == "replace" else dest.table_schema(load.table)
+    if existing is not None:
+        changes = sch.diff(arrow_schema, existing)
+        apply, drop = sch.decide(changes, load.options.schema_evolution, load.table, lambda c: dest.ddl_for(load.table, c))
+        if apply:
+            dest.evolve(load.table, apply)
+            ctx.reporter.message(f"{res.name}: schema changed: " + "; ".join(c.describe() for c in apply))
+        if drop:
+            ctx.reporter.message(f"{res.name}: warning: columns not in {load.table} are not loaded: {', '.join(drop)}")
+            arrow_schema = pa_drop(arrow_schema, drop)
+    if load.write_mode == "merge":
+        import pyarrow as pa
+
+        arrow_schema = arrow_schema.append(pa.field(SEQ, pa.int64()))
+    load.schema = arrow_schema
+    return Transform(coercer, arrow_schema, checks=checks.evaluator(), drop=drop, add_seq=load.write_mode == "merge", row_filter=state.row_filter())
+
+
+def pa_drop(schema: Any, names: list[str]) -> Any:
+    """``schema`` without ``names``."""
+    for name in names:
+        schema = schema.remove(schema.get_field_index(name))
+    return schema
+
+
+def _record_schema(ctx: Context, res: ResourceConfig, load: Load) -> None:
+    fields = [{"name": f.name, "type": str(f.type)} for f in load.schema or [] if not f.name.startswith("_conduit")]
+    text = json.dumps(fields)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    ctx.store.record_schema(res.name, text, digest, ctx.run_id, "initial or changed schema")

@@ -1,0 +1,52 @@
+"""``conduit schema infer`` / ``compare``: what a resource would load, and how it differs.
+
+Reads only the first part of the source (and a sample for CSV), never loads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conduit import engine
+from conduit.config import load_project
+from conduit.connectors.base import Load, Task
+from conduit.incremental import State
+
+
+def _transform(config: Path, resource: str) -> tuple[engine.Context, Load]:
+    project = load_project(config)
+    (res,) = engine.select(project, [resource])
+    ctx = engine.Context(project, "inspect", engine.Reporter(), None, False)
+    source, dest = ctx.source(res.source), ctx.destination(res.destination)
+    opts = project.table_options(res).model_copy(update={"schema_evolution": "warn"})
+    load = Load("inspect", "inspect", res.name, opts.table or dest.default_table(res.name), opts)
+    part = next(iter(source.parts(Task(res, project.dir))))
+    from conduit import quality
+
+    engine._make_transform(ctx, res, dest, part, load, quality.Checks(res), State(res.name, None))
+    return ctx, load
+
+
+def infer(config: Path, resource: str) -> list[tuple[str, str]]:
+    """(column, Arrow type) pairs Conduit would load."""
+    ctx, load = _transform(config, resource)
+    ctx.close()
+    return [(f.name, str(f.type)) for f in load.schema or []]
+
+
+def compare(config: Path, resource: str) -> list[str]:
+    """One line per difference between the source schema and the destination table."""
+    from conduit import schema as sch
+
+    ctx, load = _transform(config, resource)
+    try:
+        existing = ctx.destination(_dest_of(ctx, resource)).table_schema(load.table)
+    finally:
+        ctx.close()
+    if existing is None or load.schema is None:
+        return [f"{load.table} does not exist yet; it will be created"]
+    return [c.describe() for c in sch.diff(load.schema, existing)]
+
+
+def _dest_of(ctx: engine.Context, resource: str) -> str:
+    return next(r.destination for r in ctx.project.config.resources if r.name == resource)

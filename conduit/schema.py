@@ -1,0 +1,227 @@
+"""Types and schemas, dialect-neutral: SPEC type names, CSV inference, diffs, evolution.
+
+The SPEC's type vocabulary (``bigint``, ``decimal(15,2)``, ``timestamptz``...) maps to
+one Polars dtype each; Arrow types follow from Polars. Destinations translate Arrow
+types to their own DDL.
+
+Examples
+--------
+>>> parse_type("decimal(15, 2)")
+Decimal(precision=15, scale=2)
+>>> import polars as pl
+>>> infer_text_types(pl.DataFrame({"flag": ["O", "F"], "n": ["1", "-2"], "d": ["2024-01-02", None]}))
+{'flag': String, 'n': Int64, 'd': Date}
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import polars as pl
+import pyarrow as pa
+
+from conduit.errors import ConfigError, SchemaMismatch
+
+_SIMPLE: dict[str, pl.DataType] = {
+    "boolean": pl.Boolean(),
+    "bool": pl.Boolean(),
+    "smallint": pl.Int16(),
+    "integer": pl.Int32(),
+    "int": pl.Int32(),
+    "bigint": pl.Int64(),
+    "real": pl.Float32(),
+    "float": pl.Float64(),
+    "double": pl.Float64(),
+    "varchar": pl.String(),
+    "text": pl.String(),
+    "string": pl.String(),
+    "json": pl.String(),
+    "date": pl.Date(),
+    "time": pl.Time(),
+    "timestamp": pl.Datetime("us"),
+    "timestamptz": pl.Datetime("us", "UTC"),
+    "binary": pl.Binary(),
+}
+TYPE_NAMES = "boolean, smallint, integer, bigint, real, double, decimal(p,s), varchar, text, date, time, timestamp, timestamptz, json, binary"
+_DECIMAL = re.compile(r"^(?:decimal|numeric)\s*\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)$")
+_VARCHAR = re.compile(r"^varchar\s*\(\s*\d+\s*\)$")
+
+
+def parse_type(name: str) -> pl.DataType:
+    """The Polars dtype for a SPEC type name; :class:`ConfigError` for an unknown one."""
+    key = name.strip().lower()
+    if key in _SIMPLE:
+        return _SIMPLE[key]
+    if m := _DECIMAL.match(key):
+        precision, scale = int(m[1]), int(m[2] or 0)
+        if not 0 < precision <= 38 or scale > precision:
+            msg = f"decimal({precision},{scale}) is out of range (precision 1..38, scale <= precision)"
+            raise ConfigError(msg)
+        return pl.Decimal(precision, scale)
+    if _VARCHAR.match(key):
+        return pl.String()
+    msg = f"unknown type {name!r}; known: {TYPE_NAMES}"
+    raise ConfigError(msg)
+
+
+def is_json_type(name: str | None) -> bool:
+    """Whether a declared type name asks for a JSON column."""
+    return (name or "").strip().lower() == "json"
+
+
+# --- CSV inference over a string sample, vectorized -------------------------------
+
+_INT = r"^[+-]?(0|[1-9]\d{0,17})$"
+_FIXED = r"^[+-]?(\d+\.\d*|\.\d+)$"
+_FLOAT = r"^[+-]?((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|inf|infinity|nan)$"
+_DATE = r"^\d{4}-\d{2}-\d{2}$"
+_TS = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?$"
+_TSTZ = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}(:?\d{2})?)$"
+_BOOL = r"^(?i:true|false)$"
+
+
+def infer_text_types(sample: pl.DataFrame) -> dict[str, pl.DataType]:
+    """Infer a dtype per string column of ``sample``; codes like 'O'/'F' stay text.
+
+    A column is typed only when every non-null sample value parses; leading zeros
+    ("007") keep a column as text; fixed-point numbers become ``decimal(p,s)`` with the
+    largest scale seen (precision at least 18), so money is never a float.
+    """
+    out: dict[str, pl.DataType] = {}
+    for name in sample.columns:
+        s = sample.get_column(name)
+        if s.dtype != pl.String:
+            out[name] = s.dtype
+            continue
+        s = s.drop_nulls()
+        out[name] = _infer_one(s) if len(s) else pl.String()
+    return out
+
+
+def _infer_one(s: pl.Series) -> pl.DataType:
+    def all_match(pattern: str) -> bool:
+        return bool(s.str.contains(pattern).all())
+
+    if all_match(_BOOL):
+        return pl.Boolean()
+    if all_match(_INT):
+        return pl.Int64()
+    if all_match(_FIXED) and not s.str.contains(r"^[+-]?0\d").any():
+        whole, _, frac = (s.str.replace(r"^[+-]", "").str.split_exact(".", 1).struct[i] for i in (0, 0, 1))
+        scale = int(frac.str.len_chars().max() or 0)  # type: ignore[arg-type]
+        digits = int(whole.str.len_chars().max() or 0) + scale  # type: ignore[arg-type]
+        if digits <= 38:
+            return pl.Decimal(max(18, min(38, digits + 2)), scale)
+        return pl.Float64()
+    if all_match(_FLOAT):
+        return pl.Float64()
+    if all_match(_DATE) and s.str.to_date("%Y-%m-%d", strict=False).null_count() == 0:
+        return pl.Date()
+    if all_match(_TS) and s.str.to_datetime(time_unit="us", strict=False).null_count() == 0:
+        return pl.Datetime("us")
+    if all_match(_TSTZ):
+        return pl.Datetime("us", "UTC")
+    return pl.String()
+
+
+# --- diffs between an incoming schema and a destination table ------------------------
+
+ChangeKind = Literal["add_column", "widen", "incompatible", "missing_in_source"]
+_INT_RANK = {pa.int8(): 1, pa.int16(): 2, pa.int32(): 3, pa.int64(): 4}
+
+
+@dataclass(frozen=True)
+class Change:
+    """One difference between the incoming schema and the destination table."""
+
+    kind: ChangeKind
+    column: str
+    source_type: pa.DataType | None
+    target_type: pa.DataType | None
+
+    def describe(self) -> str:
+        """A short human line, e.g. ``+ discount decimal128(15, 2)``."""
+        if self.kind == "add_column":
+            return f"+ {self.column} {self.source_type}"
+        if self.kind == "missing_in_source":
+            return f"- {self.column} {self.target_type} (not in source; loaded as NULL)"
+        return f"~ {self.column} {self.target_type} -> {self.source_type}"
+
+
+def _is_string(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+
+
+def same_type(a: pa.DataType, b: pa.DataType) -> bool:
+    """Equal up to string flavours (utf8 / large_utf8 / string_view) and timestamp zone names."""
+    if _is_string(a) and _is_string(b):
+        return True
+    if pa.types.is_timestamp(a) and pa.types.is_timestamp(b):
+        return a.unit == b.unit and (a.tz is None) == (b.tz is None)
+    return a == b
+
+
+def is_lossless_widening(src: pa.DataType, dst: pa.DataType) -> bool:
+    """Whether the destination column ``dst`` may be widened to hold ``src`` without loss."""
+    if src in _INT_RANK and dst in _INT_RANK:
+        return _INT_RANK[src] > _INT_RANK[dst]
+    if pa.types.is_floating(src) and pa.types.is_floating(dst):
+        return src.bit_width > dst.bit_width
+    if pa.types.is_decimal(src) and pa.types.is_decimal(dst):
+        return src.scale == dst.scale and src.precision > dst.precision
+    return False
+
+
+def fits_into(src: pa.DataType, dst: pa.DataType) -> bool:
+    """Whether values of ``src`` load into an existing ``dst`` column without loss."""
+    if same_type(src, dst):
+        return True
+    if src in _INT_RANK and dst in _INT_RANK:
+        return _INT_RANK[src] <= _INT_RANK[dst]
+    if pa.types.is_decimal(src) and pa.types.is_decimal(dst):
+        return src.scale <= dst.scale and src.precision - src.scale <= dst.precision - dst.scale
+    if src in _INT_RANK and pa.types.is_decimal(dst):
+        return dst.precision - dst.scale >= 19 or src != pa.int64()
+    if pa.types.is_floating(src) and pa.types.is_floating(dst):
+        return src.bit_width <= dst.bit_width
+    if pa.types.is_null(src):
+        return True
+    return _is_string(dst) and (_is_string(src) or pa.types.is_large_string(src))
+
+
+def diff(source: pa.Schema, target: pa.Schema) -> list[Change]:
+    """Changes needed for ``target`` (an existing table) to take rows of ``source``."""
+    tgt = {f.name: f.type for f in target}
+    src = {f.name: f.type for f in source}
+    changes: list[Change] = []
+    for name, stype in src.items():
+        if name not in tgt:
+            changes.append(Change("add_column", name, stype, None))
+        elif not fits_into(stype, tgt[name]):
+            kind: ChangeKind = "widen" if is_lossless_widening(stype, tgt[name]) else "incompatible"
+            changes.append(Change(kind, name, stype, tgt[name]))
+    changes += [Change("missing_in_source", n, None, t) for n, t in tgt.items() if n not in src]
+    return changes
+
+
+def decide(changes: list[Change], mode: str, table: str, ddl: Callable[[Change], str | None]) -> tuple[list[Change], list[str]]:
+    """Apply the schema-evolution mode: return (changes to apply, columns to drop from the load).
+
+    Raises :class:`SchemaMismatch` with the diff and the DDL that would fix it when the
+    mode forbids a change. ``ddl`` renders the destination's statement for a change.
+    """
+    blocking = [c for c in changes if c.kind != "missing_in_source"]
+    if not blocking:
+        return [], []
+    incompatible = [c for c in blocking if c.kind == "incompatible"]
+    if mode == "auto" and not incompatible:
+        return blocking, []
+    if mode == "warn" and not [c for c in blocking if c.kind == "widen"] and not incompatible:
+        return [], [c.column for c in blocking]
+    lines = "; ".join(c.describe() for c in blocking)
+    fix = " ".join(filter(None, map(ddl, blocking))) or "(no lossless DDL; change the column or use write_mode: replace)"
+    msg = f"schema of {table} differs ({mode} mode): {lines}. To accept: {fix}"
+    raise SchemaMismatch(msg)

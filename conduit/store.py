@@ -1,0 +1,202 @@
+"""The local store: one DuckDB file with runs, resource runs, state, checkpoints, schemas.
+
+Every method opens the file, does its work and closes it, retrying while another
+process holds the lock, so ``conduit query`` works while a run is going. Table names
+and columns are SPEC section 4; they are stable.
+
+Examples
+--------
+>>> import pathlib, tempfile
+>>> store = Store(pathlib.Path(tempfile.mkdtemp()) / "conduit.duckdb")
+>>> store.start_run("r1", "ingest.yml", "abc", "0.1.0")
+>>> store.finish_run("r1", "success")
+>>> store.query("SELECT run_id, status FROM runs")
+(['run_id', 'status'], [('r1', 'success')])
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from conduit.errors import ConfigError, StoreLocked
+
+if TYPE_CHECKING:
+    import duckdb
+
+DDL = """
+CREATE TABLE IF NOT EXISTS runs (run_id VARCHAR PRIMARY KEY, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ,
+  status VARCHAR, config_path VARCHAR, config_hash VARCHAR, conduit_version VARCHAR, error VARCHAR);
+CREATE TABLE IF NOT EXISTS resource_runs (run_id VARCHAR, resource VARCHAR, source VARCHAR, destination VARCHAR,
+  table_name VARCHAR, write_mode VARCHAR, status VARCHAR, rows_read BIGINT, rows_written BIGINT, rows_dlq BIGINT,
+  rows_warned BIGINT, bytes_read BIGINT, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ, duration_s DOUBLE,
+  rows_per_s DOUBLE, hwm_before VARCHAR, hwm_after VARCHAR, error VARCHAR, rows_filtered BIGINT, dlq_path VARCHAR,
+  checks_json VARCHAR, PRIMARY KEY (run_id, resource));
+CREATE TABLE IF NOT EXISTS state (resource VARCHAR PRIMARY KEY, incremental_column VARCHAR, value VARCHAR,
+  value_type VARCHAR, updated_at TIMESTAMPTZ, run_id VARCHAR);
+CREATE TABLE IF NOT EXISTS checkpoints (run_id VARCHAR, resource VARCHAR, chunk INTEGER, rows BIGINT,
+  committed_at TIMESTAMPTZ, part VARCHAR, rows_read_end BIGINT, PRIMARY KEY (run_id, resource, chunk));
+CREATE TABLE IF NOT EXISTS schema_versions (resource VARCHAR, version INTEGER, schema_json VARCHAR, hash VARCHAR,
+  created_at TIMESTAMPTZ, run_id VARCHAR, change VARCHAR, PRIMARY KEY (resource, version));
+"""
+DLQ_COLUMNS = ["_conduit_run_id", "_conduit_resource", "_conduit_source_file", "_conduit_row_number", "_conduit_check", "_conduit_error", "_conduit_loaded_at"]
+LOCK_TIMEOUT_S = 60.0
+
+
+class Store:
+    """The DuckDB file at ``path`` (created with its tables on first write)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.dlq_dir = path.parent / "dlq"
+        self._ready = False
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short-lived connection; waits (up to a minute) while another process holds the file."""
+        import duckdb
+
+        if not read_only and not self._ready:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + LOCK_TIMEOUT_S
+        delay = 0.02
+        while True:
+            try:
+                con = duckdb.connect(str(self.path), read_only=read_only)
+                break
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    if "lock" in str(exc).lower():
+                        msg = f"store {self.path} stayed locked for {LOCK_TIMEOUT_S:.0f}s"
+                        raise StoreLocked(msg) from None
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+        try:
+            if not read_only and not self._ready:
+                con.execute(DDL)
+                self._ready = True
+            yield con
+        finally:
+            con.close()
+
+    def _exec(self, sql: str, params: list[Any] | None = None) -> None:
+        with self.connect() as con:
+            con.execute(sql, params or [])
+
+    # --- runs ---------------------------------------------------------------------
+
+    def start_run(self, run_id: str, config_path: str, config_hash: str, version: str) -> None:
+        """Record a new run as ``running``."""
+        self._exec("INSERT INTO runs VALUES (?, now(), NULL, 'running', ?, ?, ?, NULL)", [run_id, config_path, config_hash, version])
+
+    def resume_run(self, run_id: str) -> None:
+        """Mark an unfinished run as running again."""
+        self._exec("UPDATE runs SET status = 'running', finished_at = NULL, error = NULL WHERE run_id = ?", [run_id])
+
+    def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
+        """Close a run with its final status."""
+        self._exec("UPDATE runs SET finished_at = now(), status = ?, error = ? WHERE run_id = ?", [status, error, run_id])
+
+    def unfinished_run(self, config_path: str) -> str | None:
+        """The newest run of this config still marked ``running`` (a crash), if any."""
+        if not self.path.exists():
+            return None
+        with self.connect() as con:
+            row = con.execute("SELECT run_id FROM runs WHERE config_path = ? AND status = 'running' ORDER BY started_at DESC LIMIT 1", [config_path]).fetchone()
+        return row[0] if row else None
+
+    def resource_status(self, run_id: str) -> dict[str, str]:
+        """Status per resource recorded for a run."""
+        with self.connect() as con:
+            return dict(con.execute("SELECT resource, status FROM resource_runs WHERE run_id = ?", [run_id]).fetchall())
+
+    # --- resource runs ------------------------------------------------------------
+
+    def start_resource(self, run_id: str, resource: str, source: str, destination: str, table: str, write_mode: str, hwm_before: str | None) -> None:
+        """Record a resource as ``running`` (replacing a row left by a crashed attempt)."""
+        self._exec("DELETE FROM resource_runs WHERE run_id = ? AND resource = ?", [run_id, resource])
+        self._exec(
+            "INSERT INTO resource_runs (run_id, resource, source, destination, table_name, write_mode, status, started_at, hwm_before, rows_read, rows_written, rows_dlq, rows_warned, bytes_read, rows_filtered) "
+            "VALUES (?, ?, ?, ?, ?, ?, 'running', now(), ?, 0, 0, 0, 0, 0, 0)",
+            [run_id, resource, source, destination, table, write_mode, hwm_before],
+        )
+
+    def finish_resource(self, run_id: str, resource: str, **fields: Any) -> None:
+        """Close a resource run: status, counts, timings, error."""
+        if fields.get("duration_s"):
+            fields["rows_per_s"] = (fields.get("rows_read") or 0) / fields["duration_s"]
+        fields = {k: (json.dumps(v) if isinstance(v, dict | list) else v) for k, v in fields.items()}
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        self._exec(
+            f"UPDATE resource_runs SET {sets}, finished_at = now() WHERE run_id = ? AND resource = ?",
+            [*fields.values(), run_id, resource],
+        )
+
+    def checkpoint(self, run_id: str, resource: str, chunk: int, rows: int, part: str, rows_read_end: int) -> None:
+        """Record a staged chunk."""
+        self._exec("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, now(), ?, ?)", [run_id, resource, chunk, rows, part, rows_read_end])
+
+    # --- incremental state --------------------------------------------------------
+
+    def get_state(self, resource: str) -> tuple[str | None, str | None, str | None]:
+        """(incremental column, value as text, value type) for a resource."""
+        if not self.path.exists():
+            return None, None, None
+        with self.connect() as con:
+            row = con.execute("SELECT incremental_column, value, value_type FROM state WHERE resource = ?", [resource]).fetchone()
+        return (row[0], row[1], row[2]) if row else (None, None, None)
+
+    def set_state(self, resource: str, column: str, value: str | None, value_type: str, run_id: str) -> None:
+        """Store a resource's high-water mark."""
+        self._exec("INSERT OR REPLACE INTO state VALUES (?, ?, ?, ?, now(), ?)", [resource, column, value, value_type, run_id])
+
+    def reset_state(self, resource: str) -> bool:
+        """Forget a resource's high-water mark; True if there was one."""
+        with self.connect() as con:
+            row = con.execute("DELETE FROM state WHERE resource = ? RETURNING resource", [resource]).fetchone()
+        return row is not None
+
+    # --- schema versions ----------------------------------------------------------
+
+    def record_schema(self, resource: str, schema_json: str, schema_hash: str, run_id: str, change: str) -> bool:
+        """Add a schema version when the hash differs from the latest; True if added."""
+        with self.connect() as con:
+            row = con.execute("SELECT version, hash FROM schema_versions WHERE resource = ? ORDER BY version DESC LIMIT 1", [resource]).fetchone()
+            if row and row[1] == schema_hash:
+                return False
+            version = (row[0] if row else 0) + 1
+            con.execute("INSERT INTO schema_versions VALUES (?, ?, ?, ?, now(), ?, ?)", [resource, version, schema_json, schema_hash, run_id, change])
+        return True
+
+    # --- reading ------------------------------------------------------------------
+
+    def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run read-only SQL; a ``dlq`` view covers every dead-letter file."""
+        import duckdb
+
+        if not self.path.exists():
+            msg = f"no store yet at {self.path}: run `conduit run` first"
+            raise ConfigError(msg)
+        with self.connect(read_only=True) as con:
+            self._dlq_view(con)
+            try:
+                cur = con.execute(sql)
+            except duckdb.Error as exc:
+                msg = f"query failed: {' '.join(str(exc).split())}"
+                raise ConfigError(msg) from None
+            columns = [d[0] for d in cur.description or []]
+            return columns, cur.fetchall()
+
+    def _dlq_view(self, con: duckdb.DuckDBPyConnection) -> None:
+        files = sorted(self.dlq_dir.glob("*/*.parquet"))
+        if files:
+            listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+            con.execute(f"CREATE TEMP VIEW dlq AS SELECT * FROM read_parquet([{listing}], union_by_name = true)")
+        else:
+            cols = ", ".join(f"NULL::{'BIGINT' if c == '_conduit_row_number' else 'TIMESTAMPTZ' if c == '_conduit_loaded_at' else 'VARCHAR'} AS {c}" for c in DLQ_COLUMNS)
+            con.execute(f"CREATE TEMP VIEW dlq AS SELECT {cols} WHERE false")
