@@ -21,7 +21,7 @@ from conduit import __version__, _secrets
 from conduit.config import Project, ResourceConfig, load_project
 from conduit.connectors import registry
 from conduit.connectors.base import Destination, Load, Source, StagedChunk, Task
-from conduit.errors import ConduitError, ConfigError, QualityCheckFailed, UsageError
+from conduit.errors import ConduitError, ConfigError, SourceError, UsageError
 from conduit.progress import Reporter
 
 CHUNK_BATCHES = 8  # a chunk (the unit of checkpoint and resume) is up to this many batches
@@ -314,8 +314,10 @@ def _load(ctx: Context, res: ResourceConfig, source: Source, dest: Destination, 
     dlq = DeadLetters(Store(ctx.project.state_path).dlq_dir, ctx.run_id, res.name)
     checks = quality.Checks(res)
     transform = None
+    names: list[str] = []
     for part_index, part in enumerate(source.parts(task)):
         result.bytes_read += part.bytes
+        names.append(part.name)
         if transform is None:
             transform = _make_transform(ctx, res, dest, part, load, checks, state)
         steps = prefetch(stream_part(part, part_index, transform, batch_size, positions.get(part.name, 0)))
@@ -334,6 +336,9 @@ def _load(ctx: Context, res: ResourceConfig, source: Source, dest: Destination, 
             checks.enforce_limits(result)
     if transform is None:
         return
+    if result.rows_read == 0 and result.bytes_read > 0 and state.before is None:
+        msg = f"{res.name}: no data rows in {', '.join(names)} (header only)"
+        raise SourceError(msg)
     load.schema = transform.schema
     checks.enforce_limits(result, final=True)
     path = dlq.gather()

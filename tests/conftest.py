@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-import services  # noqa: E402
+import services
 
 
 @pytest.fixture(scope="session")

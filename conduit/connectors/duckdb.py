@@ -247,7 +247,7 @@ class DuckDBDestination(Destination):
         if load.schema is not None and (load.write_mode == "replace" or not self._exists(load.table)):
             import pyarrow as pa
 
-            empty = pa.table({f.name: pa.array([], type=f.type) for f in load.schema if f.name != SEQ})  # noqa: F841
+            empty = pa.table({f.name: pa.array([], type=f.type) for f in load.schema if f.name != SEQ})
             self.con.register("_conduit_empty", empty)
             statements += [f"DROP TABLE IF EXISTS {qualified(load.table, self.options.db_schema)}", f"CREATE TABLE {qualified(load.table, self.options.db_schema)} AS SELECT * FROM _conduit_empty"]
         self._transaction(statements, load, 0)
