@@ -343,7 +343,9 @@ def _load(ctx: Context, res: ResourceConfig, source: Source, dest: Destination, 
     checks.enforce_limits(result, final=True)
     path = dlq.gather()
     result.dlq_path = str(path) if path else None
-    dest.publish(load)
+    published = dest.publish(load)
+    if load.write_mode == "merge":
+        result.rows_written = published  # after last-row-wins deduplication
     _record_schema(ctx, res, load)
 
 

@@ -380,6 +380,7 @@ class FileDestination(Destination):
     def stage(self, load: Load, chunk: StagedChunk, batches: pa.RecordBatchReader) -> int:
         """Write the chunk's files, then its ledger entry (the commit point)."""
         self.check()
+        self.fs.makedirs(f"{self.staging(load)}/_chunks", exist_ok=True)
         writer = _Writer(self, load, chunk.chunk, int(load.options.file_size_mb * 1024 * 1024))
         try:
             for batch in batches:
@@ -415,6 +416,7 @@ class FileDestination(Destination):
                 if path not in moved:
                     self.fs.rm(path)
         rows = sum(c.rows for c in self.staged(load))
+        self.fs.makedirs(f"{self.root}/_conduit_loads", exist_ok=True)
         with self.fs.open(self._load_marker(load), "w") as fh:
             json.dump({"load_id": load.load_id, "run_id": load.run_id, "table": load.table, "files": moved, "rows": rows}, fh)
         self.abort(load)
