@@ -195,7 +195,10 @@ def load_project(path: str | Path) -> Project:
     try:
         data, lines = _yaml.load(text)
     except yaml.YAMLError as exc:
-        msg = f"{path.name}: invalid YAML: {' '.join(str(exc).split())}"
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        what = getattr(exc, "problem", None) or " ".join(str(exc).split())
+        msg = f"{path.name}{where}: invalid YAML: {what}"
         raise ConfigError(msg) from None
     if not isinstance(data, dict):
         msg = f"{path.name}:1: the file must be a mapping with sources, destinations and resources"

@@ -48,7 +48,7 @@ class ResourceResult:
     def summary(self) -> str:
         """The one line printed per resource."""
         if self.status == "failed":
-            return f"{self.name}: failed: {self.error}"
+            return f"{self.name}: failed: {(self.error or '').removeprefix(self.name + ': ')}"
         rate = self.rows_read / self.duration_s if self.duration_s > 0 else 0
         text = f"{self.name}: {self.rows_written:,} rows loaded into {self.table} in {self.duration_s:.1f}s ({rate:,.0f} rows/s)"
         if self.rows_filtered:

@@ -37,7 +37,7 @@ resources:
         pytest.param(BASE + "  - name: orders\n    source: files\n    destination: local\n", "ingest.yml:12: resources[1].name: duplicate name 'orders'", id="duplicate-resource"),
         pytest.param(BASE + "sorces: []\n", "ingest.yml:12: sorces: unknown key (did you mean 'sources'?)", id="typo-top-level"),
         pytest.param(BASE.replace("    type: csv\n", "    type: csv\n    options: {delimter: ';'}\n"), "ingest.yml:4: sources[0].options.delimter: unknown key (did you mean 'delimiter'?)", id="typo-csv-option"),
-        pytest.param("sources: [\n", "ingest.yml: invalid YAML", id="bad-yaml"),
+        pytest.param("sources: [\n", "ingest.yml:2: invalid YAML: expected the node content", id="bad-yaml"),
     ],
 )
 def test_config_error_names_key_and_line(tmp_path: Path, text: str, expected: str) -> None:
