@@ -96,7 +96,8 @@ def infer_text_types(sample: pl.DataFrame) -> dict[str, pl.DataType]:
         if s.dtype != pl.String:
             out[name] = s.dtype
             continue
-        s = s.drop_nulls()
+        s = s.drop_nulls().str.strip_chars()
+        s = s.filter(s != "")  # empty cells are NULL for typed columns, so they don't decide the type
         out[name] = _infer_one(s) if len(s) else pl.String()
     return out
 

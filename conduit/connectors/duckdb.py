@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
+from conduit import _faults
 from conduit._sql import column_list, qualified, quote, split_table, stage_name
 from conduit.config import Strict
 from conduit.connectors.base import SEQ, Capabilities, Connector, Destination, Load, Part, Source, StagedChunk, Task
@@ -267,6 +268,7 @@ class DuckDBDestination(Destination):
             if load is not None:
                 con.execute("INSERT INTO main._conduit_loads (load_id, run_id, resource, table_name, write_mode, rows) VALUES (?, ?, ?, ?, ?, ?)", [load.load_id, load.run_id, load.resource, load.table, load.write_mode, rows]).fetchall()
                 con.execute("DELETE FROM main._conduit_chunks WHERE load_id = ?", [load.load_id]).fetchall()
+                _faults.point("publish_commit")
             con.commit()
         except duckdb.Error as exc:
             con.rollback()
