@@ -9,6 +9,7 @@ The engine asks :class:`Capabilities`; it never checks a connector's type name.
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -206,7 +207,7 @@ class Connector:
     """A ``type:`` name and the classes that implement it (either may be None)."""
 
     type: str
-    source: type[Source] | None = None
-    destination: type[Destination] | None = None
+    source: builtins.type[Source] | None = None
+    destination: builtins.type[Destination] | None = None
     version: str = ""
     extra: str = ""
