@@ -485,8 +485,8 @@ def _make_transform(ctx: Context, res: ResourceConfig, dest: Destination, part: 
         changes = sch.diff(arrow_schema, existing)
         apply, drop = sch.decide(changes, load.options.schema_evolution, load.table, lambda c: dest.ddl_for(load.table, c))
         if apply:
-            dest.evolve(load.table, apply)
-            ctx.reporter.message(f"{res.name}: schema changed: " + "; ".join(c.describe() for c in apply))
+            load.changes = apply
+            ctx.reporter.message(f"{res.name}: schema change applied at publish: " + "; ".join(c.describe() for c in apply))
         if drop:
             ctx.reporter.message(f"{res.name}: warning: columns not in {load.table} are not loaded: {', '.join(drop)}")
             arrow_schema = pa_drop(arrow_schema, drop)
@@ -509,4 +509,5 @@ def _record_schema(ctx: Context, res: ResourceConfig, load: Load) -> None:
     fields = [{"name": f.name, "type": str(f.type)} for f in load.schema or [] if not f.name.startswith("_conduit")]
     text = json.dumps(fields)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    ctx.store.record_schema(res.name, text, digest, ctx.run_id, "initial or changed schema")
+    change = "; ".join(c.describe() for c in load.changes) or "schema recorded"
+    ctx.store.record_schema(res.name, text, digest, ctx.run_id, change)

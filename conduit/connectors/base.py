@@ -94,6 +94,8 @@ class Load:
     options: ResolvedTable
     schema: pa.Schema | None = None
     json_columns: list[str] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
+    """Schema changes (``schema_evolution: auto``) that ``publish`` applies in its transaction."""
 
     @property
     def write_mode(self) -> str:
@@ -169,10 +171,6 @@ class Destination(ABC):
         """The statement that would apply ``change`` (shown in schema errors)."""
         return None
 
-    def evolve(self, table: str, changes: list[Change]) -> None:
-        """Apply schema changes to the existing table (``schema_evolution: auto``)."""
-        msg = f"{type(self).__name__} cannot evolve schemas"
-        raise NotImplementedError(msg)
 
     @abstractmethod
     def staged(self, load: Load) -> list[StagedChunk]:
@@ -188,7 +186,11 @@ class Destination(ABC):
 
     @abstractmethod
     def publish(self, load: Load) -> int:
-        """Make the staged rows visible at once per write mode; idempotent per load id."""
+        """Make the staged rows visible at once per write mode; idempotent per load id.
+
+        Applies ``load.changes`` (the statements of :meth:`ddl_for`) first, in the same
+        transaction, so a failed run never leaves a half-evolved table.
+        """
 
     @abstractmethod
     def abort(self, load: Load) -> None:
