@@ -18,7 +18,7 @@ import polars as pl
 import pyarrow as pa
 
 from conduit.coerce import Coercer
-from conduit.connectors.base import ERROR, RAW, ROW_NUMBER, SEQ, Part
+from conduit.connectors.base import ERROR, RAW, RECHECK, ROW_NUMBER, SEQ, Part
 from conduit.errors import ConduitError, SourceError
 
 PART_SHIFT = 40  # _conduit_seq = part index << 40 | row number: stable across resumes
@@ -113,6 +113,8 @@ def sample(part: Part, rows: int) -> pl.DataFrame:
         df = next(iter(part.fallback(0, rows)), None)
         if df is None:
             df = part.frame.clear().collect()
+    if RECHECK in df.columns:
+        df = df.filter(~pl.col(RECHECK)).drop(RECHECK)
     if ERROR in df.columns:
         df = df.filter(pl.col(ERROR).is_null()).drop([c for c in (ERROR, RAW) if c in df.columns])
     return df
@@ -139,6 +141,13 @@ def frames(part: Part, batch_size: int, skip: int) -> Iterator[pl.DataFrame]:
         done = skip
         try:
             for df in lf.collect_batches(chunk_size=batch_size):
+                if RECHECK in df.columns:
+                    if part.fallback is not None and df.get_column(RECHECK).any():
+                        first = int(df.filter(pl.col(RECHECK)).get_column(ROW_NUMBER).min())  # type: ignore[arg-type]
+                        yield df.filter(pl.col(ROW_NUMBER) < first).drop(RECHECK)
+                        yield from part.fallback(first - 1, batch_size)
+                        return
+                    df = df.drop(RECHECK)
                 if df.height:
                     done = int(df.get_column(ROW_NUMBER).max())  # type: ignore[arg-type]
                 yield df

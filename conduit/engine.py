@@ -398,11 +398,11 @@ def _make_transform(ctx: Context, res: ResourceConfig, dest: Destination, part: 
     from conduit import schema as sch
     from conduit._pipeline import Transform, sample
     from conduit.coerce import Coercer
-    from conduit.connectors.base import ERROR, RAW, ROW_NUMBER, SEQ
+    from conduit.connectors.base import ERROR, RAW, RECHECK, ROW_NUMBER, SEQ
 
     lazy = isinstance(part.frame, pl.LazyFrame)
     in_schema = part.frame.collect_schema() if lazy else pl.DataFrame(part.frame.schema.empty_table()).schema  # type: ignore[union-attr]
-    in_schema = pl.Schema({k: v for k, v in in_schema.items() if k not in (ROW_NUMBER, ERROR, RAW)})
+    in_schema = pl.Schema({k: v for k, v in in_schema.items() if k not in (ROW_NUMBER, ERROR, RAW, RECHECK)})
     existing = None if load.write_mode == "replace" else dest.table_schema(load.table)
     targets: dict[str, pl.DataType] = {}
     if part.text_columns:

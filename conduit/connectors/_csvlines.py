@@ -8,15 +8,15 @@ records that have the header's field count. The others come back as rows with
 ``_conduit_error`` (file line number and reason) and ``_conduit_raw`` (the text), so
 the engine dead-letters them. Memory stays bounded by the block size.
 
-:func:`finish` is shared with the fast path: it drops blank lines, marks rows with
-too few fields (Polars fills them with NULL) and applies the null tokens.
+:func:`finish` wraps the fast path: rows that may hide a short record (empty last
+field) are marked for a re-read through this path, and null tokens are applied.
 
 Examples
 --------
 >>> import polars as pl
->>> lf = pl.LazyFrame({"a": ["1", "4", "7"], "b": ["2", None, "NULL"], "_conduit_row_number": [1, 2, 3]})
->>> finish(lf, ["a", "b"], ",", ["NULL"]).collect().rows()
-[('1', '2', 1, None, None), ('4', None, 2, 'expected 2 fields, found 1', '4'), ('7', None, 3, None, None)]
+>>> lf = pl.LazyFrame({"a": ["1", "4", "7"], "b": ["2", "", "NULL"], "_conduit_row_number": [1, 2, 3]})
+>>> finish(lf, ["a", "b"], ["NULL"]).collect().rows()
+[('1', '2', 1, False), ('4', '', 2, True), ('7', None, 3, False)]
 """
 
 from __future__ import annotations
@@ -28,24 +28,22 @@ from typing import Any
 
 import polars as pl
 
-from conduit.connectors.base import ERROR, RAW, ROW_NUMBER
+from conduit.connectors.base import ERROR, RAW, RECHECK, ROW_NUMBER
 
 BLOCK = 8 << 20
 MAX_OPEN_LINES = 10_000  # an open quote spanning more lines than this is a broken record
 
 
-def finish(lf: pl.LazyFrame, names: list[str], delimiter: str, null_values: list[str]) -> pl.LazyFrame:
-    """Drop blank lines, mark short rows (NULL in the last column), apply null tokens."""
-    cols = [pl.col(c) for c in names]
-    lf = lf.filter(~pl.all_horizontal(c.is_null() for c in cols))
-    short = cols[-1].is_null()
-    found = pl.sum_horizontal(c.is_not_null().cast(pl.Int32) for c in cols)
-    lf = lf.with_columns(
-        pl.when(short).then(pl.format("expected {} fields, found {}", pl.lit(len(names)), found)).otherwise(None).alias(ERROR),
-        pl.when(short).then(pl.concat_str(cols, separator=delimiter, ignore_nulls=True)).otherwise(None).alias(RAW),
-    )
+def finish(lf: pl.LazyFrame, names: list[str], null_values: list[str]) -> pl.LazyFrame:
+    """Mark rows whose last field is empty or missing for a re-read; apply null tokens.
+
+    Polars fills missing trailing fields of a short record with empty strings, so such
+    a row cannot be told from one with empty trailing values; the tolerant path can.
+    """
+    last = pl.col(names[-1])
+    lf = lf.with_columns((last.is_null() | (last == "")).alias(RECHECK))
     if null_values:
-        lf = lf.with_columns(pl.when(c.is_in(null_values)).then(None).otherwise(c).alias(name) for c, name in zip(cols, names, strict=True))
+        lf = lf.with_columns(pl.when(pl.col(c).is_in(null_values)).then(None).otherwise(pl.col(c)).alias(c) for c in names)
     return lf
 
 

@@ -29,6 +29,7 @@ ROW_NUMBER = "_conduit_row_number"
 SEQ = "_conduit_seq"
 ERROR = "_conduit_error"  # a source sets it (non-null) on rows it could not parse...
 RAW = "_conduit_raw"  # ...and keeps the raw text here; the engine dead-letters those rows
+RECHECK = "_conduit_recheck"  # true on a row the fast reader may have misread: re-read from it via Part.fallback
 
 
 @dataclass(frozen=True)

@@ -206,7 +206,7 @@ class CsvSource(FileSource):
             raise_if_empty=False,
         )
         names = [c for c in lf.collect_schema() if c != ROW_NUMBER]
-        return _csvlines.finish(lf, names, o.delimiter, o.null_values) if names else lf
+        return _csvlines.finish(lf, names, o.null_values) if names else lf
 
     def parts(self, task: Task) -> Iterator[Part]:
         """One part per file; a file the fast reader rejects goes on through the tolerant path."""
