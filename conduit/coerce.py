@@ -64,6 +64,12 @@ def cast_expr(name: str, source: pl.DataType, target: pl.DataType) -> pl.Expr:
     return text.cast(target, strict=False)
 
 
+def _given(name: str, dtype: pl.DataType) -> pl.Expr:
+    """Where the input holds a value (not NULL, and for text not blank: blank casts to NULL)."""
+    col = pl.col(name)
+    return col.is_not_null() & (col.str.strip_chars() != "") if dtype == pl.String else col.is_not_null()
+
+
 @dataclass
 class Coercer:
     """Casts for one resource: ``targets`` maps column -> dtype (others pass through)."""
@@ -83,7 +89,7 @@ class Coercer:
         casts = self._casts(df.schema)
         if not casts:
             return df, pl.Series("bad", [False] * df.height, dtype=pl.Boolean)
-        fails = [(pl.col(n).is_not_null() & expr.is_null()).alias(f"_fail_{n}") for n, expr in casts.items()]
+        fails = [(_given(n, df.schema[n]) & expr.is_null()).alias(f"_fail_{n}") for n, expr in casts.items()]
         out = df.with_columns(*[e.alias(n) for n, e in casts.items()], pl.any_horizontal(fails).alias("_conduit_bad"))
         return out.drop("_conduit_bad"), out.get_column("_conduit_bad").alias("bad")
 
@@ -93,7 +99,7 @@ class Coercer:
         whens_col: list[pl.Expr] = []
         whens_reason: list[pl.Expr] = []
         for n, expr in casts.items():
-            failed = pl.col(n).is_not_null() & expr.is_null()
+            failed = _given(n, bad.schema[n]) & expr.is_null()
             whens_col.append(pl.when(failed).then(pl.lit(n)))
             value = pl.col(n).cast(pl.String).str.slice(0, 200)
             whens_reason.append(pl.when(failed).then(pl.format("column {}: '{}' is not {}", pl.lit(n), value, pl.lit(type_name(self.targets[n])))))

@@ -150,7 +150,7 @@ class DuckDBDestination(Destination):
         """Arrow schema of the table, or None."""
         if not self._exists(table):
             return None
-        return self.con.execute(f"SELECT * FROM {qualified(table, self.options.db_schema)} LIMIT 0").to_arrow_table().schema
+        return self.con.sql(f"SELECT * FROM {qualified(table, self.options.db_schema)} LIMIT 0").to_arrow_table().schema
 
     def sql_type(self, arrow_type: pa.DataType) -> str:
         """DuckDB's own name for an Arrow type (asks DuckDB)."""
