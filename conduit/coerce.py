@@ -30,7 +30,8 @@ _TSTZ_FORMATS = ["%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%d %H:%M%z", *_TS_FORMATS]
 
 def type_name(dtype: pl.DataType) -> str:
     """The SPEC name of a Polars dtype, for messages."""
-    names = {pl.Int16: "smallint", pl.Int32: "integer", pl.Int64: "bigint", pl.Float32: "real", pl.Float64: "double", pl.Boolean: "boolean", pl.String: "text", pl.Date: "date", pl.Time: "time", pl.Binary: "binary"}
+    names = {pl.Int16: "smallint", pl.Int32: "integer", pl.Int64: "bigint", pl.Float32: "real", pl.Float64: "double"}
+    names |= {pl.Boolean: "boolean", pl.String: "text", pl.Date: "date", pl.Time: "time", pl.Binary: "binary"}
     if isinstance(dtype, pl.Decimal):
         return f"decimal({dtype.precision},{dtype.scale})"
     if isinstance(dtype, pl.Datetime):

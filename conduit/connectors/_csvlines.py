@@ -181,17 +181,18 @@ class _Reader:
 
     def _validate(self, g: pl.DataFrame) -> pl.DataFrame:
         n = len(self.names)
-        recs = g.group_by("_rec", maintain_order=True).agg(
-            pl.col("line").str.join("\n").alias("text"), pl.col("lineno").first(), pl.len().alias("nlines"), pl.col("badenc").any()
-        )
+        recs = g.group_by("_rec", maintain_order=True).agg(pl.col("line").str.join("\n").alias("text"), pl.col("lineno").first(), pl.len().alias("nlines"), pl.col("badenc").any())
         stripped = pl.col("text").str.replace_all(self.strip.pattern, "") if self.strip else pl.col("text")
         recs = recs.with_columns(stripped.alias("_s"))
         unbalanced = pl.col("_s").str.contains(self.quote, literal=True) if self.quote else pl.lit(False)
         fields = pl.col("_s").str.count_matches(self.opts.delimiter, literal=True) + 1
         reason = (
-            pl.when(pl.col("badenc")).then(pl.format("line {}: invalid {} bytes (wrong encoding? set options.encoding)", "lineno", pl.lit(self.opts.encoding)))
-            .when(unbalanced).then(pl.format("line {}: unbalanced quote", "lineno"))
-            .when((fields != n) & (pl.col("text") != "")).then(pl.format("line {}: expected {} fields, found {}", "lineno", pl.lit(n), fields))
+            pl.when(pl.col("badenc"))
+            .then(pl.format("line {}: invalid {} bytes (wrong encoding? set options.encoding)", "lineno", pl.lit(self.opts.encoding)))
+            .when(unbalanced)
+            .then(pl.format("line {}: unbalanced quote", "lineno"))
+            .when((fields != n) & (pl.col("text") != ""))
+            .then(pl.format("line {}: expected {} fields, found {}", "lineno", pl.lit(n), fields))
             .otherwise(None)
         )
         return recs.with_columns(reason.alias(ERROR)).with_columns(pl.col(ERROR).is_null().alias("ok")).drop("_s")
@@ -203,8 +204,14 @@ class _Reader:
         if good.height:
             text = good.select(pl.col("text").str.join("\n")).item()
             parsed = pl.read_csv(
-                io.BytesIO(text.encode()), has_header=False, new_columns=self.names, schema={c: pl.String for c in self.names},
-                separator=self.opts.delimiter, quote_char=self.quote, empty_string_is_null=False, raise_if_empty=False,
+                io.BytesIO(text.encode()),
+                has_header=False,
+                new_columns=self.names,
+                schema={c: pl.String for c in self.names},
+                separator=self.opts.delimiter,
+                quote_char=self.quote,
+                empty_string_is_null=False,
+                raise_if_empty=False,
             )
             if parsed.height != good.height:
                 parsed = pl.DataFrame({c: pl.repeat(None, good.height, dtype=pl.String, eager=True) for c in self.names})

@@ -30,7 +30,7 @@ def run_one(tmp: Path, files: dict[str, str | bytes], resource: str, source: str
 
 def assert_invariant(manifest, loaded, dlq) -> None:
     """rows read = rows loaded + rows dead-lettered, in the manifest and in the data."""
-    status, rows_read, rows_written, rows_dlq, _ = manifest
+    _status, rows_read, rows_written, rows_dlq, _ = manifest
     n_dlq = 0 if dlq is None else dlq.height
     assert rows_written == (0 if loaded is None else loaded.height)
     assert rows_dlq == n_dlq

@@ -11,11 +11,9 @@ import conduit
 from conduit.errors import ConfigError
 
 sys.path.insert(0, str(Path(__file__).parent))
-from helpers import assert_invariant, run_one  # noqa: E402
+from helpers import assert_invariant, run_one
 
-DATA = "id,code,amount,shipped,received\n" + "".join(
-    f"{i},{'ABC'[i % 3]},{i % 7},2024-01-0{1 + i % 5},2024-01-0{3 + i % 5}\n" for i in range(1, 31)
-)
+DATA = "id,code,amount,shipped,received\n" + "".join(f"{i},{'ABC'[i % 3]},{i % 7},2024-01-0{1 + i % 5},2024-01-0{3 + i % 5}\n" for i in range(1, 31))
 
 
 def res(checks: str, extra: str = "") -> str:
@@ -50,7 +48,9 @@ def test_checks(tmp_path: Path, checks: str, dlq_counts: dict[str, int], warned:
 
 def test_unique_across_batches_and_first_row_wins(tmp_path: Path) -> None:
     data = "id,v\n" + "".join(f"{i},{i}\n" for i in range(1, 101)) + "7,dup\n1,dup\n"
-    result, loaded, dlq, manifest = run_one(tmp_path, {"data.csv": data}, "{name: t, source: f, destination: local, path: data.csv, quality_checks: [{column: id, check: unique, action: dlq}]}", batch_size=10)
+    _result, loaded, dlq, manifest = run_one(
+        tmp_path, {"data.csv": data}, "{name: t, source: f, destination: local, path: data.csv, quality_checks: [{column: id, check: unique, action: dlq}]}", batch_size=10
+    )
     assert sorted(dlq["id"].to_list()) == ["1", "7"]
     assert "dup" not in loaded["v"].to_list()
     assert loaded["id"].n_unique() == 100
@@ -58,7 +58,7 @@ def test_unique_across_batches_and_first_row_wins(tmp_path: Path) -> None:
 
 
 def test_fail_action_publishes_nothing(tmp_path: Path) -> None:
-    result, loaded, dlq, manifest = run_one(tmp_path, {"data.csv": DATA}, res("{column: code, check: enum, values: [A, B], action: fail}"))
+    result, _loaded, _dlq, _manifest = run_one(tmp_path, {"data.csv": DATA}, res("{column: code, check: enum, values: [A, B], action: fail}"))
     r = result.resources[0]
     assert r.status == "failed" and result.exit_code == 1
     assert "check enum code failed at row 2: code: 'C' is not one of A, B" in r.error
@@ -101,7 +101,7 @@ def test_cast_failures_are_dead_letters(tmp_path: Path, value: str, declared: st
 def test_null_tokens_and_empty_text(tmp_path: Path) -> None:
     data = "id,t,n\n1,,NA\n2,NA,5\n3,x,\n"
     src = "{name: f, type: csv, path: ., options: {null_values: [NA]}}"
-    result, loaded, dlq, manifest = run_one(tmp_path, {"data.csv": data}, "{name: t, source: f, destination: local, path: data.csv, columns: {n: bigint}}", source=src)
+    _result, loaded, dlq, _manifest = run_one(tmp_path, {"data.csv": data}, "{name: t, source: f, destination: local, path: data.csv, columns: {n: bigint}}", source=src)
     assert dlq is None
     rows = sorted(loaded.rows())
     assert rows == [(1, "", None), (2, None, 5), (3, "x", None)]
@@ -113,7 +113,7 @@ def test_existing_table_types_drive_casts(tmp_path: Path) -> None:
     with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
         con.execute("CREATE TABLE t (id BIGINT, code VARCHAR)")
     data = "id,code\n1,007\nx2,8\n"
-    result, loaded, dlq, manifest = run_one(tmp_path, {"data.csv": data}, "{name: t, source: f, destination: local, path: data.csv}")
+    _result, loaded, dlq, _manifest = run_one(tmp_path, {"data.csv": data}, "{name: t, source: f, destination: local, path: data.csv}")
     assert dlq["_conduit_error"].to_list() == ["column id: 'x2' is not bigint"]
     assert loaded.rows() == [(1, "007")]
 
@@ -140,7 +140,7 @@ def test_config_errors(tmp_path: Path, check: str, message: str) -> None:
         "sources: [{name: f, type: csv, path: .}]\ndestinations: [{name: local, type: duckdb}]\nresources:\n"
         "  - name: t\n    source: f\n    destination: local\n    quality_checks:\n      - " + check + "\n"
     )
-    with pytest.raises(ConfigError, match="ingest.yml:8: ") as err:
+    with pytest.raises(ConfigError, match=r"ingest\.yml:8: ") as err:
         conduit.run(tmp_path / "ingest.yml")
     assert message in str(err.value)
     assert err.value.exit_code == 2
@@ -148,7 +148,7 @@ def test_config_errors(tmp_path: Path, check: str, message: str) -> None:
 
 def test_custom_check_from_checks_py(tmp_path: Path) -> None:
     (tmp_path / "checks.py").write_text("import polars as pl\nimport conduit.quality as q\n\n@q.register('even')\ndef even(column, **params):\n    return pl.col(column) % params.get('by', 2) == 0\n")
-    result, loaded, dlq, manifest = run_one(tmp_path, {"data.csv": DATA}, res("{column: id, check: even, params: {by: 3}, action: dlq}"))
+    _result, loaded, dlq, _manifest = run_one(tmp_path, {"data.csv": DATA}, res("{column: id, check: even, params: {by: 3}, action: dlq}"))
     assert dlq.height == 20 and set(dlq["_conduit_check"]) == {"even id"}
     assert sorted(loaded["id"].to_list()) == list(range(3, 31, 3))
 
@@ -159,7 +159,9 @@ def test_cli_summary_and_dlq_view(tmp_path: Path) -> None:
     from conduit.cli import cli
 
     (tmp_path / "data.csv").write_text(DATA)
-    (tmp_path / "ingest.yml").write_text("sources: [{name: f, type: csv, path: .}]\ndestinations: [{name: local, type: duckdb}]\nresources:\n  - " + res("{column: code, check: enum, values: [A, B], action: dlq}") + "\n")
+    (tmp_path / "ingest.yml").write_text(
+        "sources: [{name: f, type: csv, path: .}]\ndestinations: [{name: local, type: duckdb}]\nresources:\n  - " + res("{column: code, check: enum, values: [A, B], action: dlq}") + "\n"
+    )
     out = CliRunner().invoke(cli, ["run", str(tmp_path / "ingest.yml"), "--no-progress"])
     assert out.exit_code == 0, out.output
     assert "10 dead-lettered (enum code: 10)" in out.output

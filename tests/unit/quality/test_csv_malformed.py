@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from helpers import assert_invariant, run_one  # noqa: E402
+from helpers import assert_invariant, run_one
 
 HEAD = "id,name,amount\n"
 
@@ -28,7 +28,7 @@ HEAD = "id,name,amount\n"
         pytest.param("id;name;amount\n1;a;1.5\n2;b;2.5;x\n", 1, ["line 3: expected 3 fields, found 4"], "{delimiter: ';'}", id="semicolon-ragged"),
         pytest.param(HEAD + '1,"a,1.5\n2,b,2.5,7\n3,c,3.5\n', 1, ["line 2: unbalanced quote", "line 3: expected 3 fields, found 4"], "", id="quote-then-ragged"),
         pytest.param(HEAD + "1,a,1.5\n\n2,b,2.5\n", 2, [], "", id="blank-line"),
-        pytest.param(HEAD + "1,,\n2,b,\n3,\"\",\"\"\n", 3, [], "", id="empty-trailing-fields"),
+        pytest.param(HEAD + '1,,\n2,b,\n3,"",""\n', 3, [], "", id="empty-trailing-fields"),
     ],
 )
 def test_malformed_csv(tmp_path: Path, content, good: int, bad_reasons: list[str], options: str) -> None:
