@@ -105,10 +105,14 @@ class BigQueryDestination(Destination):
         except DestinationError:
             raise
         except Exception as exc:  # noqa: BLE001 - converted to a typed error
-            code = getattr(exc, "code", None)
-            hint = " (permission denied: check the credentials' roles)" if code == 403 else ""
-            msg = f"destination {self.name}: {what} failed{hint}: {clean_message(exc)}"
-            raise (ConnectionFailed if code is None and isinstance(exc, OSError) else DestinationError)(msg) from None
+            raise self._error(what, exc) from None
+
+    def _error(self, what: str, exc: BaseException) -> DestinationError:
+        """One line for an API failure; 403 says it is a permission problem."""
+        code = getattr(exc, "code", None)
+        hint = " (permission denied: check the credentials' roles)" if code == 403 else ""
+        msg = f"destination {self.name}: {what} failed{hint}: {clean_message(exc)}"
+        return (ConnectionFailed if code is None and isinstance(exc, OSError) else DestinationError)(msg)
 
     def _query(self, statement: str, params: list[tuple[str, str, Any]] | None = None, what: str = "query", job_id: str | None = None) -> list[Any]:
         from google.cloud import bigquery
@@ -135,7 +139,7 @@ class BigQueryDestination(Destination):
             msg = f"destination {self.name}: dataset {self.options.project}.{self.options.dataset} not found (create it, or check project and location)"
             raise DestinationError(msg) from None
         except Exception as exc:  # noqa: BLE001 - converted to a typed error
-            self._call("reading the dataset", lambda: (_ for _ in ()).throw(exc))
+            raise self._error("reading the dataset", exc) from None
 
     def close(self) -> None:
         """Close the client's HTTP session."""
@@ -193,7 +197,7 @@ class BigQueryDestination(Destination):
         except NotFound:
             return None
         except Exception as exc:  # noqa: BLE001 - converted to a typed error
-            return self._call(f"reading table {table}", lambda: (_ for _ in ()).throw(exc))
+            raise self._error(f"reading table {table}", exc) from None
 
     def table_schema(self, table: str) -> pa.Schema | None:
         """Arrow schema of an existing table, or None."""
