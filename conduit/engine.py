@@ -254,6 +254,8 @@ def _discard(ctx: Context, run_id: str, store: Any) -> None:
 
 
 def _run_resource(ctx: Context, res: ResourceConfig, incremental: Any) -> ResourceResult:
+    from conduit import schema as sch
+
     opts = ctx.project.table_options(res)
     result = ResourceResult(res.name)
     started = time.monotonic()
@@ -262,7 +264,8 @@ def _run_resource(ctx: Context, res: ResourceConfig, incremental: Any) -> Resour
         source, dest = ctx.source(res.source), ctx.destination(res.destination)
         table = opts.table or dest.default_table(res.name)
         result.table = table
-        load = Load(f"{ctx.run_id}_{res.name}", ctx.run_id, res.name, table, opts)
+        json_columns = [c for c, t in res.columns.items() if sch.is_json_type(t)]
+        load = Load(f"{ctx.run_id}_{res.name}", ctx.run_id, res.name, table, opts, json_columns=json_columns)
         state = incremental.State.load(store, res, ctx.full_refresh)
         result.hwm_before = state.before_text
         store.start_resource(ctx.run_id, res.name, res.source, res.destination, table, opts.write_mode, state.before_text)
