@@ -13,8 +13,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import polars as pl
+import pyarrow as pa
 import pytest
 import yaml
 from conformance.harness_snowflake import SnowflakeHarness
