@@ -236,8 +236,12 @@ class ParquetSource(FileSource):
     format, extensions, format_options = "parquet", (".parquet", ".parq", ".pq"), ParquetOptions
 
     def scan(self, url: str) -> pl.LazyFrame:
-        """Polars' Parquet scan (row groups stream; projections and predicates push down)."""
-        return pl.scan_parquet(url, row_index_name=ROW_NUMBER, row_index_offset=1, glob=False, storage_options=self._storage if is_url(url) else None)
+        """Polars' Parquet scan (row groups stream; projections and predicates push down).
+
+        No row index here: the pipeline numbers the rows (cheaper in memory, see
+        :func:`conduit._pipeline.frames`).
+        """
+        return pl.scan_parquet(url, glob=False, storage_options=self._storage if is_url(url) else None)
 
     def estimate_rows(self, task: Task) -> int | None:
         """Exact row count from the footers."""
