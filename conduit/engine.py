@@ -405,10 +405,11 @@ def _make_transform(ctx: Context, res: ResourceConfig, dest: Destination, part: 
     else:
         in_schema = pl.DataFrame(part.frame.schema.empty_table()).schema  # type: ignore[union-attr]
     targets: dict[str, pl.DataType] = {}
-    if part.text_columns:
+    undeclared = [c for c in in_schema if c != ROW_NUMBER and c not in res.columns]
+    if part.text_columns and undeclared:
         sample_rows = getattr(getattr(ctx.source(res.source), "format_opts", None), "infer_rows", 100_000)
-        sample = part.frame.head(sample_rows).collect()
-        targets.update(sch.infer_text_types(sample.drop(ROW_NUMBER)))
+        sample = part.frame.select(undeclared).head(sample_rows).collect()
+        targets.update(sch.infer_text_types(sample))
     targets.update({col: sch.parse_type(t) for col, t in res.columns.items()})
     targets = {c: t for c, t in targets.items() if c in in_schema}
     coercer = Coercer(targets)

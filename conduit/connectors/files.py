@@ -198,8 +198,6 @@ class CsvSource(FileSource):
             empty_string_is_null=False,
             comment_prefix=o.comment,
             skip_rows=o.skip_rows,
-            row_index_name=ROW_NUMBER,
-            row_index_offset=1,
             glob=False,
             storage_options=self._storage if is_url(source) else None,
             raise_if_empty=False,
