@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "benchmarks" / "data"
 RESULTS = ROOT / "benchmarks" / "results"
 PG_URI = "postgresql://postgres@127.0.0.1:5432/test"
-POLL_S = 0.005
+POLL_S = 0.05  # tree RSS sampling; wait4 ru_maxrss covers short peaks of the main process
 
 
 @dataclass
