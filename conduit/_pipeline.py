@@ -132,9 +132,19 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 
 
 def frames(part: Part, batch_size: int, skip: int) -> Iterator[pl.DataFrame]:
-    """Bounded batches of one part, rows numbered, the first ``skip`` rows left out."""
+    """Bounded batches of one part, rows numbered, the first ``skip`` rows left out.
+
+    A lazy frame without ``_conduit_row_number`` is numbered here, in stream order
+    (Polars' own row index makes its streaming Parquet scan buffer far ahead).
+    """
     if isinstance(part.frame, pl.LazyFrame):
         lf = part.frame
+        if ROW_NUMBER not in lf.collect_schema().names():
+            offset = skip
+            for df in (lf.slice(skip) if skip else lf).collect_batches(chunk_size=batch_size):
+                yield df.with_columns(pl.int_range(offset + 1, offset + df.height + 1, dtype=pl.Int64).alias(ROW_NUMBER))
+                offset += df.height
+            return
         if skip:
             lf = lf.filter(pl.col(ROW_NUMBER) > skip)
         done = skip

@@ -60,15 +60,40 @@ def cast_expr(name: str, source: pl.DataType, target: pl.DataType) -> pl.Expr:
         else:
             parsed = [norm.str.to_datetime(f, time_unit="us", strict=False) for f in _TS_FORMATS]
         return pl.coalesce(parsed).cast(target)
-    if target.is_integer():
-        return text.cast(target, strict=False)
+    if isinstance(target, pl.Decimal):  # more digits than the scale holds is a bad value, not a rounding
+        return pl.when(text.str.contains(_excess_digits(target))).then(None).otherwise(text.cast(target, strict=False))
     return text.cast(target, strict=False)
+
+
+def _excess_digits(target: pl.Decimal) -> str:
+    """A regex matching a non-zero fraction digit beyond ``target``'s scale ('1.234' for scale 2)."""
+    return rf"\.\d{{{target.scale or 0}}}\d*[1-9]"
 
 
 def _given(name: str, dtype: pl.DataType) -> pl.Expr:
     """Where the input holds a value (not NULL, and for text not blank: blank casts to NULL)."""
     col = pl.col(name)
     return col.is_not_null() & (col.str.strip_chars() != "") if dtype == pl.String else col.is_not_null()
+
+
+def fast_expr(name: str, source: pl.DataType, target: pl.DataType) -> pl.Expr | None:
+    """A strict cast that equals :func:`cast_expr` wherever it succeeds, or None.
+
+    It raises instead of returning nulls, so a batch where it succeeds has no bad
+    values in that column and needs no failure mask; where it raises (blanks,
+    padding, bad values) the batch falls back to :func:`cast_expr`. Only for targets
+    whose :func:`cast_expr` is a single parse of the (stripped, non-empty) text.
+    """
+    col = pl.col(name)
+    if source != pl.String:
+        return col.cast(target, strict=True)
+    if target == pl.Date:
+        return col.str.to_date("%Y-%m-%d", strict=True)
+    if isinstance(target, pl.Decimal):  # excess digits become unparsable, so the strict cast raises
+        return pl.when(col.str.contains(_excess_digits(target))).then(pl.lit("excess digits")).otherwise(col).cast(target, strict=True)
+    if target.is_integer() or target.is_float():
+        return col.cast(target, strict=True)
+    return None
 
 
 @dataclass
@@ -86,13 +111,36 @@ class Coercer:
         return {n: cast_expr(n, schema[n], t) for n, t in self.targets.items() if n in schema and schema[n] != t}
 
     def apply(self, df: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
-        """(typed frame, bad-row mask); the mask is True where any cast failed."""
+        """(typed frame, bad-row mask); the mask is True where any cast failed.
+
+        Columns are first cast strictly (:func:`fast_expr`, no mask needed); the
+        columns where that raises are cast with :func:`cast_expr` and masked.
+        """
         casts = self._casts(df.schema)
+        fast = {n: e for n, e in ((n, fast_expr(n, df.schema[n], self.targets[n])) for n in casts) if e is not None}
+        if fast:
+            try:
+                df = df.with_columns(*[e.alias(n) for n, e in fast.items()])
+                casts = {n: e for n, e in casts.items() if n not in fast}
+            except pl.exceptions.PolarsError:
+                df, casts = self._fast_each(df, fast, casts)
         if not casts:
-            return df, pl.Series("bad", [False] * df.height, dtype=pl.Boolean)
+            return df, pl.repeat(False, df.height, dtype=pl.Boolean, eager=True).alias("bad")
         fails = [(_given(n, df.schema[n]) & expr.is_null()).alias(f"_fail_{n}") for n, expr in casts.items()]
         out = df.with_columns(*[e.alias(n) for n, e in casts.items()], pl.any_horizontal(fails).alias("_conduit_bad"))
         return out.drop("_conduit_bad"), out.get_column("_conduit_bad").alias("bad")
+
+    @staticmethod
+    def _fast_each(df: pl.DataFrame, fast: dict[str, pl.Expr], casts: dict[str, pl.Expr]) -> tuple[pl.DataFrame, dict[str, pl.Expr]]:
+        """Strict casts one column at a time; returns the frame and the casts still to do."""
+        done: list[pl.Series] = []
+        for n, expr in fast.items():
+            try:
+                done.append(df.select(expr.alias(n)).to_series())
+            except pl.exceptions.PolarsError:
+                continue
+        names = {s.name for s in done}
+        return df.with_columns(done), {n: e for n, e in casts.items() if n not in names}
 
     def reasons(self, bad: pl.DataFrame) -> pl.DataFrame:
         """For rows that failed: ``column`` (first failing) and ``reason`` text."""

@@ -40,7 +40,7 @@ from conduit.errors import ConfigError
 WriteMode = Literal["append", "replace", "merge"]
 SchemaEvolution = Literal["manual", "auto", "warn"]
 CheckAction = Literal["fail", "warn", "dlq"]
-DEFAULT_BATCH_SIZE = 250_000
+DEFAULT_BATCH_SIZE = 122_880  # rows per batch: one DuckDB row group; bounds memory (see benchmarks/)
 
 
 class Strict(BaseModel):

@@ -475,9 +475,10 @@ def _make_transform(ctx: Context, res: ResourceConfig, dest: Destination, part: 
     in_schema = pl.Schema({k: v for k, v in in_schema.items() if k not in (ROW_NUMBER, ERROR, RAW, RECHECK)})
     existing = None if load.write_mode == "replace" else dest.table_schema(load.table)
     targets: dict[str, pl.DataType] = {}
-    if part.text_columns:
+    undeclared = [c for c in in_schema if c != ROW_NUMBER and c not in res.columns]
+    if part.text_columns and undeclared:
         sample_rows = getattr(getattr(ctx.source(res.source), "format_opts", None), "infer_rows", 100_000)
-        targets.update(sch.infer_text_types(sample(part, sample_rows).drop(ROW_NUMBER)))
+        targets.update(sch.infer_text_types(sample(part, sample_rows).select(undeclared)))
         if existing is not None:  # text columns take the existing table's types
             have = pl.DataFrame(existing.empty_table()).schema
             utc = {c: pl.Datetime(t.time_unit, "UTC") if isinstance(t, pl.Datetime) and t.time_zone else t for c, t in have.items()}

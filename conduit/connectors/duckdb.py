@@ -18,7 +18,7 @@ from pydantic import Field
 
 from conduit import _faults
 from conduit._sql import column_list, qualified, quote, split_table, stage_name
-from conduit.config import Strict
+from conduit.config import DEFAULT_BATCH_SIZE, Strict
 from conduit.connectors.base import SEQ, Capabilities, Connector, Destination, Load, Part, Source, StagedChunk, Task
 from conduit.errors import DestinationError, SourceError
 
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from conduit.schema import Change
+
+ROW_GROUP_ROWS = 122_880  # DuckDB's row group size: Arrow batches of multiples of it are written once
 
 _LEDGER = """
 CREATE TABLE IF NOT EXISTS main._conduit_chunks (load_id VARCHAR, chunk INTEGER, part VARCHAR, rows_read_end BIGINT, rows BIGINT, PRIMARY KEY (load_id, chunk));
@@ -91,7 +93,7 @@ class DuckDBSource(Source):
         con = _open(self._path(), True, self.options)
         sql, params = self.query(task)
         try:
-            reader = con.execute(sql, params).to_arrow_reader(task.resource.batch_size or 250_000)
+            reader = con.execute(sql, params).to_arrow_reader(task.resource.batch_size or DEFAULT_BATCH_SIZE)
         except duckdb.Error as exc:
             con.close()
             msg = f"{task.resource.name}: query failed: {' '.join(str(exc).split())}"
@@ -181,9 +183,10 @@ class DuckDBDestination(Destination):
     def stage(self, load: Load, chunk: StagedChunk, batches: pa.RecordBatchReader) -> int:
         """Insert the chunk into the staging table and its ledger row, in one transaction."""
         import duckdb
+        import pyarrow as pa
 
         con, stage = self.con, self._stage_table(load)
-        con.register("_conduit_batches", batches)
+        con.register("_conduit_batches", pa.RecordBatchReader.from_batches(batches.schema, aligned(batches)))
         try:
             con.begin()
             schema, _ = split_table(load.table, self.options.db_schema)
@@ -274,6 +277,46 @@ class DuckDBDestination(Destination):
     def abort(self, load: Load) -> None:
         """Drop the staging table and ledger rows."""
         self._transaction([f"DROP TABLE IF EXISTS {self._stage_table(load)}", f"DELETE FROM main._conduit_chunks WHERE load_id = '{load.load_id}'"])
+
+
+def aligned(batches: Iterator[pa.RecordBatch], size: int = ROW_GROUP_ROWS) -> Iterator[pa.RecordBatch]:
+    """The same rows in batches of whole multiples of ``size`` rows (the last one excepted).
+
+    DuckDB keeps each Arrow batch of an insert in its own row groups (to preserve
+    order); a batch that does not fill its last row group leaves a partial one that the
+    next checkpoint rewrites, which at scale costs as much as the insert. Only the rows
+    that straddle two input batches are copied (at most ``size`` per batch).
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> out = aligned(iter([pa.record_batch({"x": list(range(n))}) for n in (5, 7, 2, 9)]), size=4)
+    >>> [b.num_rows for b in out]
+    [4, 4, 4, 4, 4, 3]
+    """
+    import pyarrow as pa
+
+    tail: list[pa.RecordBatch] = []
+    held = 0
+    for batch in batches:
+        start = 0
+        if held:
+            need = min(size - held, batch.num_rows)
+            tail.append(batch.slice(0, need))
+            held += need
+            start = need
+            if held < size:
+                continue
+            yield pa.Table.from_batches(tail).combine_chunks().to_batches()[0]
+            tail, held = [], 0
+        whole = (batch.num_rows - start) // size * size
+        if whole:
+            yield batch.slice(start, whole)
+        rest = batch.num_rows - start - whole
+        if rest:
+            tail, held = [batch.slice(start + whole, rest)], rest
+    if held:
+        yield pa.Table.from_batches(tail).combine_chunks().to_batches()[0]
 
 
 CONNECTOR = Connector("duckdb", DuckDBSource, DuckDBDestination)

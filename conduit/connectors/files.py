@@ -220,7 +220,7 @@ class CsvSource(FileSource):
             empty_string_is_null=False,
             comment_prefix=o.comment,
             skip_rows=o.skip_rows,
-            row_index_name=ROW_NUMBER,
+            row_index_name=ROW_NUMBER,  # the tolerant path resumes from a row number
             row_index_offset=1,
             glob=False,
             storage_options=self._storage if is_url(source) else None,
@@ -279,8 +279,12 @@ class ParquetSource(FileSource):
     format, extensions = "parquet", (".parquet", ".parq", ".pq")
 
     def scan(self, url: str) -> pl.LazyFrame:
-        """Polars' Parquet scan (row groups stream; projections and predicates push down)."""
-        return pl.scan_parquet(url, row_index_name=ROW_NUMBER, row_index_offset=1, glob=False, storage_options=self._storage if is_url(url) else None)
+        """Polars' Parquet scan (row groups stream; projections and predicates push down).
+
+        No row index here: the pipeline numbers the rows (cheaper in memory, see
+        :func:`conduit._pipeline.frames`).
+        """
+        return pl.scan_parquet(url, glob=False, storage_options=self._storage if is_url(url) else None)
 
     def nothing_newer(self, url: str, inc: Incremental) -> bool:
         """True when every row group's max of the column is <= the mark and it has no NULLs."""

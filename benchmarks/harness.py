@@ -1,0 +1,166 @@
+"""Benchmark harness: scenarios, TPC-H data, and timed subprocesses with peak RSS.
+
+A :class:`Scenario` is a conduit command and a baseline command for the same job,
+both run as subprocesses in a fresh folder (:class:`Env`) per repetition. Wall time
+is measured around the subprocess; peak RSS is the larger of ``wait4``'s
+``ru_maxrss`` (exact for one process) and the sum of RSS over the whole process
+tree sampled every few milliseconds (so commands that fork are counted too).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "benchmarks" / "data"
+RESULTS = ROOT / "benchmarks" / "results"
+PG_URI = "postgresql://postgres@127.0.0.1:5432/test"
+POLL_S = 0.05  # tree RSS sampling; wait4 ru_maxrss covers short peaks of the main process
+
+
+@dataclass
+class Env:
+    """What one repetition of a scenario gets."""
+
+    sf: float
+    data: Path  # data/"parquet"/"lineitem.parquet", data/"csv"/"lineitem.csv" (CSV has a header)
+    work: Path  # fresh empty folder for this repetition
+    pg_uri: str
+
+
+@dataclass
+class Scenario:
+    """A conduit command and its baseline; ``verify`` counts rows in the target independently."""
+
+    name: str
+    baseline_name: str
+    prepare: Callable[[Env], None]
+    command: Callable[[Env], list[str]]
+    baseline: Callable[[Env], list[str]]
+    verify: Callable[[Env], int]
+    expected: Callable[[Env], int] | None = None  # rows the target must hold; default: all of lineitem
+
+
+@dataclass
+class Measurement:
+    """One timed subprocess."""
+
+    wall_s: float
+    peak_rss: int  # bytes
+    returncode: int
+    output: str = ""
+
+
+@dataclass
+class Result:
+    """All repetitions of one scenario at one scale factor."""
+
+    scenario: str
+    baseline_name: str
+    sf: float
+    command: list[Measurement] = field(default_factory=list)
+    baseline: list[Measurement] = field(default_factory=list)
+    rows: int | None = None
+    expected: int | None = None
+    error: str | None = None
+
+
+def pg_uri() -> str:
+    """The PostgreSQL server the scenarios may use."""
+    return os.environ.get("CONDUIT_BENCH_POSTGRES_URI", PG_URI)
+
+
+def sf_name(sf: float) -> str:
+    """``0.1`` -> ``"0.1"``, ``1.0`` -> ``"1"``."""
+    return f"{sf:g}"
+
+
+def ensure_data(sf: float) -> Path:
+    """TPC-H lineitem at ``sf`` as Parquet and CSV under benchmarks/data/sf<SF>/ (cached)."""
+    root = DATA / f"sf{sf_name(sf)}"
+    gen = Path(sys.executable).with_name("tpchgen-cli")
+    exe = str(gen) if gen.exists() else "tpchgen-cli"
+    for fmt, ext in (("parquet", "parquet"), ("csv", "csv")):
+        out = root / fmt
+        if (out / f"lineitem.{ext}").is_file():
+            continue
+        tmp = root / f".{fmt}.tmp"
+        subprocess.run([exe, fmt, "-s", sf_name(sf), "-T", "lineitem", "-o", str(tmp), "--overwrite"], check=True)
+        tmp.rename(out)
+    return root
+
+
+def lineitem_rows(env: Env) -> int:
+    """Rows of the generated lineitem (from the Parquet footer)."""
+    import pyarrow.parquet as pq
+
+    return int(pq.ParquetFile(env.data / "parquet" / "lineitem.parquet").metadata.num_rows)
+
+
+def conduit_argv(config: Path, *extra: str) -> list[str]:
+    """``python -m conduit run <config> --no-progress`` with this interpreter."""
+    return [sys.executable, "-m", "conduit", "run", str(config), "--no-progress", *extra]
+
+
+def python_argv(code: str) -> list[str]:
+    """``python -c <code>`` with this interpreter."""
+    return [sys.executable, "-c", code]
+
+
+def child_env() -> dict[str, str]:
+    """The subprocess environment: this checkout first on PYTHONPATH."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def _tree_rss(proc: psutil.Process) -> int:
+    total = 0
+    try:
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            continue
+    return total
+
+
+def measure(argv: list[str], cwd: Path, log: Path) -> Measurement:
+    """Run ``argv``; wall time and peak RSS of its whole process tree."""
+    peak = 0
+    done = threading.Event()
+    with log.open("wb") as out:
+        started = time.perf_counter()
+        popen = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=child_env())
+        try:
+            proc = psutil.Process(popen.pid)
+        except psutil.Error:
+            proc = None
+
+        def poll() -> None:
+            nonlocal peak
+            while proc is not None and not done.is_set():
+                peak = max(peak, _tree_rss(proc))
+                done.wait(POLL_S)
+
+        thread = threading.Thread(target=poll, daemon=True)
+        thread.start()
+        _, status, usage = os.wait4(popen.pid, 0)
+        wall = time.perf_counter() - started
+        done.set()
+        thread.join()
+        popen.returncode = os.waitstatus_to_exitcode(status)
+    maxrss = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    return Measurement(wall, max(peak, maxrss), popen.returncode, log.read_text(errors="replace")[-2000:])

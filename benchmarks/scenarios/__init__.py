@@ -1,0 +1,1 @@
+"""Benchmark scenarios: each module here defines ``SCENARIOS: list[Scenario]``."""

@@ -1,0 +1,83 @@
+"""The DuckDB hot path: strict-cast fast path, pipeline row numbering, row-group-aligned batches."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+import pytest
+
+import conduit
+from conduit._pipeline import frames
+from conduit.coerce import Coercer, cast_expr
+from conduit.connectors.base import ROW_NUMBER, Part
+from conduit.connectors.duckdb import ROW_GROUP_ROWS, aligned
+
+TARGETS = {"n": pl.Int64(), "i": pl.Int32(), "x": pl.Decimal(15, 2), "d": pl.Date(), "f": pl.Float64(), "b": pl.Boolean()}
+
+
+def careful(df: pl.DataFrame) -> tuple[pl.DataFrame, list[bool]]:
+    """The reference: every column through cast_expr, bad where a non-null became null."""
+    exprs = {n: cast_expr(n, pl.String(), t) for n, t in TARGETS.items()}
+    typed = df.with_columns(*[e.alias(n) for n, e in exprs.items()])
+    given = [pl.col(n).is_not_null() & (pl.col(n).str.strip_chars() != "") for n in exprs]  # blank is NULL, not bad
+    bad = df.select(pl.any_horizontal([g & e.is_null() for g, e in zip(given, exprs.values(), strict=True)])).to_series()
+    return typed, bad.to_list()
+
+
+CLEAN = {"n": ["1", "2"], "i": ["3", "4"], "x": ["1.50", "24710.35"], "d": ["2024-01-02", "1998-12-01"], "f": ["1.5", "2"], "b": ["yes", "f"]}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param({}, id="clean"),
+        pytest.param({"n": [" 1", "2 "]}, id="padded-int"),
+        pytest.param({"x": ["", "1.5"]}, id="blank-decimal"),
+        pytest.param({"x": ["1.234", "1.230"]}, id="decimal-excess-digits"),
+        pytest.param({"d": ["2024-13-45", "1998-12-01"]}, id="bad-date"),
+        pytest.param({"i": ["3", "99999999999"]}, id="int32-overflow"),
+        pytest.param({"n": ["abc", None], "f": ["x", "1e3"]}, id="bad-and-null"),
+    ],
+)
+def test_fast_casts_equal_careful_casts(change: dict[str, list[str | None]]) -> None:
+    df = pl.DataFrame({**CLEAN, **change}, schema=dict.fromkeys(TARGETS, pl.String))
+    typed, bad = Coercer(dict(TARGETS)).apply(df)
+    want, want_bad = careful(df)
+    assert bad.to_list() == want_bad
+    assert typed.equals(want)
+
+
+def test_lazy_part_without_row_number_is_numbered_in_order_and_skips() -> None:
+    lf = pl.LazyFrame({"v": list(range(10))})
+    got = pl.concat(list(frames(Part("p", lf), batch_size=3, skip=4)))
+    assert got.get_column(ROW_NUMBER).to_list() == list(range(5, 11))
+    assert got.get_column("v").to_list() == list(range(4, 10))
+
+
+def test_aligned_keeps_rows_and_order() -> None:
+    sizes = [5, 7, 2, 9, 4, 1]
+    start, batches = 0, []
+    for n in sizes:
+        batches.append(pa.record_batch({"x": list(range(start, start + n))}))
+        start += n
+    out = list(aligned(iter(batches), size=4))
+    assert [b.num_rows % 4 for b in out[:-1]] == [0] * (len(out) - 1)
+    assert pa.Table.from_batches(out).column("x").to_pylist() == list(range(start))
+
+
+def test_duckdb_load_of_unaligned_batches_has_only_full_row_groups(tmp_path: Path) -> None:
+    """Batches of 250,000 rows reach DuckDB as whole row groups: no partial group left to rewrite."""
+    rows = 1_000_000
+    pl.DataFrame({"id": range(rows), "s": ["x"] * rows}).write_parquet(tmp_path / "t.parquet")
+    name = f"t_{uuid.uuid4().hex[:8]}"
+    resource = f"{{name: {name}, source: f, destination: d, path: t.parquet, batch_size: 250000}}"
+    (tmp_path / "ingest.yml").write_text(f"sources: [{{name: f, type: parquet, path: .}}]\ndestinations: [{{name: d, type: duckdb, path: w.duckdb}}]\nresources: [{resource}]\n")
+    assert conduit.run(tmp_path / "ingest.yml").status == "success"
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
+        assert con.execute(f"SELECT count(*), min(id), max(id) FROM {name}").fetchall() == [(rows, 0, rows - 1)]
+        groups = con.execute(f"SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('{name}')").fetchall()[0][0]
+    assert groups == -(-rows // ROW_GROUP_ROWS)
