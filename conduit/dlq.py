@@ -2,8 +2,11 @@
 
 Rows are written per chunk (``_parts/<resource>-<chunk>.parquet``, overwritten if a
 resumed run redoes the chunk, so nothing is dead-lettered twice) and gathered into
-``<resource>.parquet`` when the resource finishes. Every original column is kept as
-text, plus the ``_conduit_*`` columns of SPEC section 3.
+``<resource>.parquet`` when the resource finishes, or when a limit or a ``fail`` check
+stops it (so what tripped it can be inspected). Every original column is kept as
+text, plus the ``_conduit_*`` columns of SPEC section 3. Beside the part files, each
+chunk's new ``unique`` keys are saved (``<resource>-<chunk>.keys<j>.npy``) so that
+``--resume`` rebuilds the seen-key sets of the chunks already staged.
 """
 
 from __future__ import annotations
