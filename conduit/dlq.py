@@ -2,14 +2,18 @@
 
 Rows are written per chunk (``_parts/<resource>-<chunk>.parquet``, overwritten if a
 resumed run redoes the chunk, so nothing is dead-lettered twice) and gathered into
-``<resource>.parquet`` when the resource finishes. Every original column is kept as
-text, plus the ``_conduit_*`` columns of SPEC section 3.
+``<resource>.parquet`` when the resource finishes, or when a limit or a ``fail`` check
+stops it (so what tripped it can be inspected). Every original column is kept as
+text, plus the ``_conduit_*`` columns of SPEC section 3. Beside the part files, each
+chunk's new ``unique`` keys are saved (``<resource>-<chunk>.keys<j>.npy``) so that
+``--resume`` rebuilds the seen-key sets of the chunks already staged.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -76,16 +80,43 @@ class DeadLetters:
         return self.dir / "_parts" / f"{self.resource}-{chunk:05d}.parquet"
 
     def discard(self, chunk: int) -> None:
-        """Drop the chunk's rows (the chunk was not staged)."""
+        """Drop the chunk's rows and saved keys (the chunk was not staged)."""
         self._pending.clear()
         self._part(chunk).unlink(missing_ok=True)
+        for p in self._keys(chunk):
+            p.unlink()
+
+    def save_keys(self, chunk: int, keys: dict[int, Any]) -> None:
+        """Save the chunk's new ``unique`` keys (one ``.npy`` per check) before the chunk commits."""
+        import numpy as np
+
+        for j, array in keys.items():
+            path = self.dir / "_parts" / f"{self.resource}-{chunk:05d}.keys{j}.npy"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, array)
+
+    def load_keys(self, staged_chunks: int) -> dict[int, list[Any]]:
+        """On resume: the saved keys of the staged chunks, per check (later chunks' files removed)."""
+        import numpy as np
+
+        out: dict[int, list[Any]] = {}
+        for path in sorted((self.dir / "_parts").glob(f"{self.resource}-[0-9]*.keys*.npy")):
+            chunk, _, j = path.name.removesuffix(".npy").rsplit("-", 1)[1].partition(".keys")
+            if int(chunk) < staged_chunks:
+                out.setdefault(int(j), []).append(np.load(path))
+            else:
+                path.unlink()
+        return out
+
+    def _keys(self, chunk: int) -> list[Path]:
+        return list((self.dir / "_parts").glob(f"{self.resource}-{chunk:05d}.keys*.npy"))
 
     def resume(self, staged_chunks: int) -> int:
         """On resume: keep part files of staged chunks (return their row count), drop the rest."""
         import pyarrow.parquet as pq
 
         kept = 0
-        for path in sorted((self.dir / "_parts").glob(f"{self.resource}-*.parquet")):
+        for path in sorted((self.dir / "_parts").glob(f"{self.resource}-[0-9]*.parquet")):
             if int(path.stem.rsplit("-", 1)[1]) < staged_chunks:
                 kept += pq.ParquetFile(path).metadata.num_rows
             else:
@@ -94,7 +125,7 @@ class DeadLetters:
 
     def gather(self) -> Path | None:
         """Combine the part files into ``<resource>.parquet`` (idempotent); None if there were no bad rows."""
-        parts = sorted((self.dir / "_parts").glob(f"{self.resource}-*.parquet"))
+        parts = sorted((self.dir / "_parts").glob(f"{self.resource}-[0-9]*.parquet"))
         if not parts:
             return None
         pl.concat([pl.scan_parquet(p) for p in parts], how="diagonal_relaxed").sink_parquet(self.path)
@@ -102,5 +133,5 @@ class DeadLetters:
 
     def cleanup(self) -> None:
         """Remove the part files once the resource is published (a resume still needs them before)."""
-        for p in (self.dir / "_parts").glob(f"{self.resource}-*.parquet"):
+        for p in (self.dir / "_parts").glob(f"{self.resource}-[0-9]*"):
             p.unlink()

@@ -21,7 +21,7 @@ from conduit import __version__, _faults, _secrets
 from conduit.config import Project, ResourceConfig, load_project
 from conduit.connectors import registry
 from conduit.connectors.base import Destination, Load, Source, StagedChunk, Task
-from conduit.errors import ConduitError, ConfigError, SourceError, UsageError
+from conduit.errors import ConduitError, ConfigError, QualityCheckFailed, SourceError, UsageError
 from conduit.progress import Reporter
 
 CHUNK_BATCHES = 8  # a chunk (the unit of checkpoint and resume) is up to this many batches
@@ -311,11 +311,9 @@ def _safe(fn: Any) -> Any:
 def _load(ctx: Context, res: ResourceConfig, source: Source, dest: Destination, task: Task, load: Load, result: ResourceResult, state: Any) -> None:
     """Stream every part through the transform into staged chunks, then publish once."""
     from conduit import quality
-    from conduit._pipeline import prefetch, stream_part
     from conduit.dlq import DeadLetters
     from conduit.store import Store
 
-    batch_size = ctx.batch_size or load.options.batch_size
     staged = dest.staged(load)
     positions: dict[str, int] = {}
     for c in staged:
@@ -328,9 +326,24 @@ def _load(ctx: Context, res: ResourceConfig, source: Source, dest: Destination, 
     chunk_no = len(staged)
     dlq = DeadLetters(Store(ctx.project.state_path).dlq_dir, ctx.run_id, res.name)
     result.rows_dlq += dlq.resume(chunk_no)
+    checks = quality.Checks(res, ctx.project)
+    checks.restore(dlq.load_keys(chunk_no))  # unique keys of the chunks already staged
     if staged:
         ctx.reporter.message(f"{res.name}: resuming after {chunk_no} staged chunk(s), {result.rows_written:,} rows already staged")
-    checks = quality.Checks(res, ctx.project)
+    try:
+        _stream(ctx, res, source, dest, task, load, result, state, checks, dlq, positions, chunk_no)
+    except QualityCheckFailed:
+        path = dlq.gather()  # what was dead-lettered up to the failure, for inspection
+        result.dlq_path = str(path) if path else None
+        dlq.cleanup()
+        raise
+
+
+def _stream(ctx: Context, res: ResourceConfig, source: Source, dest: Destination, task: Task, load: Load, result: ResourceResult, state: Any, checks: Any, dlq: Any, positions: dict[str, int], chunk_no: int) -> None:
+    """The part loop of :func:`_load`: stage chunk after chunk, then publish."""
+    from conduit._pipeline import prefetch, stream_part
+
+    batch_size = ctx.batch_size or load.options.batch_size
     transform = None
     names: list[str] = []
     header_only = True  # every part is a CSV file with bytes (a header) but, so far, no rows
@@ -344,12 +357,19 @@ def _load(ctx: Context, res: ResourceConfig, source: Source, dest: Destination, 
         steps = prefetch(stream_part(part, part_index, transform, batch_size, positions.get(part.name, 0)))
         for chunk_steps in _chunks(steps):
             cursor = StagedChunk(chunk_no, _encode_position(part.name, None), positions.get(part.name, 0), 0)
-            reader = _reader(chunk_steps, transform.schema, cursor, result, dlq, ctx, state)
+            failed: list[ConduitError] = []
+            reader = _reader(chunk_steps, transform.schema, cursor, result, dlq, ctx, state, checks, failed)
             try:
                 rows = dest.stage(load, cursor, reader)
-            except BaseException:
-                dlq.discard(chunk_no)
-                raise
+            except BaseException as exc:
+                cause = failed[0] if failed else exc  # the reader's own error, not the destination's wrapping of it
+                if isinstance(cause, QualityCheckFailed):
+                    dlq.flush_chunk(chunk_no)  # the rows dead-lettered before the failing batch
+                else:
+                    dlq.discard(chunk_no)
+                if cause is exc:
+                    raise
+                raise cause from None
             _faults.point("staged")
             mark = _decode_position(cursor.part)[1]
             ctx.store.checkpoint(ctx.run_id, res.name, chunk_no, rows, part.name, cursor.rows_read_end, json.dumps(mark) if mark else None)
@@ -424,14 +444,22 @@ def _chunks(steps: Iterator[Any]) -> Iterator[Iterator[Any]]:
         yield chunk()
 
 
-def _reader(steps: Iterator[Any], schema: Any, cursor: StagedChunk, result: ResourceResult, dlq: Any, ctx: Context, state: Any) -> Any:
+def _reader(steps: Iterator[Any], schema: Any, cursor: StagedChunk, result: ResourceResult, dlq: Any, ctx: Context, state: Any, checks: Any, failed: list[ConduitError]) -> Any:
     import pyarrow as pa
 
     part = cursor.part
 
     def batches() -> Iterator[pa.RecordBatch]:
+        try:
+            yield from read()
+        except ConduitError as exc:
+            failed.append(exc)
+            raise
+
+    def read() -> Iterator[pa.RecordBatch]:
         for step in steps:
             _faults.point("read")
+            checks.step_done()
             result.rows_read += step.rows_read
             result.rows_filtered += step.filtered
             cursor.rows_read_end = step.rows_read_end
@@ -447,7 +475,8 @@ def _reader(steps: Iterator[Any], schema: Any, cursor: StagedChunk, result: Reso
             cursor.part = _encode_position(_decode_position(part)[0], state.mark())
             ctx.reporter.advance(result.name, step.rows_read)
             yield step.good
-        dlq.flush_chunk(cursor.chunk)  # before the destination commits the chunk
+        dlq.save_keys(cursor.chunk, checks.chunk_keys())  # both before the destination commits the chunk
+        dlq.flush_chunk(cursor.chunk)
 
     return pa.RecordBatchReader.from_batches(schema, batches())
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,16 +224,37 @@ class Checks:
         self._custom = registered(project.dir if project else None) if res.quality_checks else {}
         self._bound: list[_Bound] | None = None
         self._schema: pl.Schema | None = None
-        self._unique: list[tuple[QualityCheck, Any]] = []
+        from conduit._seen import SeenKeys
+
+        self._unique: list[tuple[QualityCheck, Any]] = [(c, SeenKeys()) for c in res.quality_checks if c.check == "unique"]
+        self._log: deque[list[Any]] = deque()  # new unique keys of each evaluated batch, oldest first
+        self._chunk: list[list[Any]] = []
 
     def evaluator(self) -> Callable[[pl.DataFrame], tuple[pl.DataFrame, list[Bad], dict[str, int]]] | None:
         """A batch function (frame -> kept frame, bad rows, warning counts), or None without checks."""
         if not self.res.quality_checks:
             return None
-        from conduit._seen import SeenKeys
-
-        self._unique = [(c, SeenKeys()) for c in self.res.quality_checks if c.check == "unique"]
         return self._evaluate
+
+    def step_done(self) -> None:
+        """The oldest evaluated batch was consumed: its new keys belong to the current chunk."""
+        if self._unique and self._log:
+            self._chunk.append(self._log.popleft())
+
+    def chunk_keys(self) -> dict[int, Any]:
+        """New keys of each ``unique`` check over the batches of the chunk just read (then forgotten)."""
+        import numpy as np
+
+        out = {j: np.concatenate([step[j] for step in self._chunk]) for j in range(len(self._unique))} if self._chunk else {}
+        self._chunk = []
+        return out
+
+    def restore(self, keys: dict[int, list[Any]]) -> None:
+        """On resume: put back the keys of chunks an interrupted attempt already staged."""
+        for j, arrays in keys.items():
+            if j < len(self._unique):
+                for a in arrays:
+                    self._unique[j][1].restore(a)
 
     def _where(self, check: QualityCheck) -> str:
         j = self.res.quality_checks.index(check)
@@ -284,8 +306,14 @@ class Checks:
                 )
                 bad_out.append(Bad(rows, why.get_column("check"), why.get_column("error")))
                 df = df.filter(~mask)
-        for check, seen in self._unique:
-            df = self._check_unique(check, seen, df, bad_out, warned)
+        if self._unique:
+            import numpy as np
+
+            for check, seen in self._unique:
+                df = self._check_unique(check, seen, df, bad_out, warned)
+            self._log.append([np.concatenate(seen.added) if seen.added else np.zeros(0, np.uint64) for _, seen in self._unique])
+            for _, seen in self._unique:
+                seen.added.clear()
         return df, bad_out, warned
 
     def _check_unique(self, check: QualityCheck, seen: Any, df: pl.DataFrame, bad_out: list[Bad], warned: dict[str, int]) -> pl.DataFrame:

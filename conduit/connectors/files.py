@@ -253,9 +253,38 @@ class NdjsonSource(FileSource):
     format, extensions = "ndjson", (".ndjson", ".jsonl", ".json")
 
     def scan(self, url: str) -> pl.LazyFrame:
-        """Polars' NDJSON scan; nested values stay structs/lists (JSON in the destination)."""
+        """Polars' NDJSON scan; nested values stay structs/lists (JSON in the destination).
+
+        When a bad line in the sample stops schema inference, the schema is inferred from
+        the sample's valid lines instead (the bad lines are dead-lettered by the fallback).
+        """
+        from conduit.connectors import _jsonlines
+
         o: JsonOptions = self.format_opts  # type: ignore[assignment]
-        return pl.scan_ndjson(url, infer_schema_length=o.infer_rows, row_index_name=ROW_NUMBER, row_index_offset=1, storage_options=self._storage if is_url(url) else None)
+        storage = self._storage if is_url(url) else None
+        lf = pl.scan_ndjson(url, infer_schema_length=o.infer_rows, row_index_name=ROW_NUMBER, row_index_offset=1, storage_options=storage)
+        try:
+            lf.collect_schema()
+        except pl.exceptions.PolarsError:
+            try:
+                found = _jsonlines.schema(url, storage, o.infer_rows)
+            except (pl.exceptions.PolarsError, OSError) as exc:
+                msg = f"cannot read {url}: {' '.join(str(exc).split())[:300]}"
+                raise SourceError(msg) from None
+            lf = pl.scan_ndjson(url, schema=found, row_index_name=ROW_NUMBER, row_index_offset=1, storage_options=storage)
+        return lf
+
+    def parts(self, task: Task) -> Iterator[Part]:
+        """One part per file; a file the fast reader rejects goes on through the tolerant line path."""
+        from conduit.connectors import _jsonlines
+
+        for part in super().parts(task):
+            url, frame = part.name, part.frame
+            assert isinstance(frame, pl.LazyFrame)
+            file_schema = pl.Schema({k: v for k, v in frame.collect_schema().items() if k != ROW_NUMBER})
+            storage = self._storage if is_url(url) else None
+            part.fallback = lambda after, size, url=url, s=file_schema, st=storage: _jsonlines.records(url, st, s, after, size)
+            yield part
 
 
 class JsonSource(FileSource):

@@ -167,3 +167,29 @@ def test_cli_summary_and_dlq_view(tmp_path: Path) -> None:
     assert "10 dead-lettered (enum code: 10)" in out.output
     q = CliRunner().invoke(cli, ["query", "select _conduit_check, count(*) from dlq group by 1", "--config", str(tmp_path / "ingest.yml"), "--format", "csv"])
     assert "enum code,10" in q.output
+
+
+def test_dead_letters_are_gathered_when_a_limit_stops_the_resource(tmp_path: Path) -> None:
+    """max_dlq_rows fails the resource, but the rows that tripped it are in the DLQ file and counted."""
+    rows = "".join(f"{i},{'X' if i % 100 == 0 else 'A'}\n" for i in range(1, 1001))
+    resource = "{name: t, source: f, destination: local, path: d.csv, max_dlq_rows: 3, quality_checks: [{column: code, check: enum, values: [A], action: dlq}]}"
+    result, loaded, dlq, manifest = run_one(tmp_path, {"d.csv": "id,code\n" + rows}, resource, batch_size=100)
+    r = result.resources[0]
+    assert r.status == "failed" and "max_dlq_rows=3" in (r.error or "")
+    assert loaded is None
+    assert dlq is not None and dlq.height >= 4
+    assert set(dlq["_conduit_check"]) == {"enum code"}
+    assert manifest[3] == dlq.height  # rows_dlq recorded in the store
+    assert r.dlq_path and Path(r.dlq_path).exists()
+
+
+def test_dead_letters_are_gathered_when_a_fail_check_stops_the_resource(tmp_path: Path) -> None:
+    """A fail check deep in the file: the rows dead-lettered before it are kept for inspection."""
+    rows = "".join(f"{i},{'X' if i in (5, 150) else 'A'},{'' if i == 250 else i}\n" for i in range(1, 301))
+    resource = "{name: t, source: f, destination: local, path: d.csv, quality_checks: [{column: code, check: enum, values: [A], action: dlq}, {column: v, check: not_null, action: fail}]}"
+    result, loaded, dlq, manifest = run_one(tmp_path, {"d.csv": "id,code,v\n" + rows}, resource, batch_size=100)
+    r = result.resources[0]
+    assert r.status == "failed" and "row 250" in (r.error or "")
+    assert loaded is None
+    assert dlq is not None and sorted(dlq["_conduit_row_number"].to_list()) == [5, 150]
+    assert manifest[3] == 2
