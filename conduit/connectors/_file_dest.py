@@ -28,23 +28,26 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
 import time
 import urllib.parse
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import Field
 
 from conduit.config import Strict
 from conduit.connectors._storage import bucket, describe, filesystem, is_url
 from conduit.connectors.base import Capabilities, Destination, Load, StagedChunk
-from conduit.errors import ConfigError, DestinationError
+from conduit.errors import ConduitError, ConfigError, DestinationError
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
+_F = TypeVar("_F", bound=Callable[..., Any])
 MAX_OPEN_FILES = 32  # partitions written at once per chunk; the least recent is closed beyond
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 MANIFEST = "_conduit_manifest.json"
@@ -170,6 +173,24 @@ def _hive_value(value: Any) -> str:
     return urllib.parse.quote(text, safe=" -_.~+,@")
 
 
+def _storage_errors(action: str) -> Callable[[_F], _F]:
+    """Turn a storage client's exception in a destination method into one :class:`DestinationError` line."""
+
+    def wrap(method: _F) -> _F:
+        @functools.wraps(method)
+        def guarded(self: FileDestination, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, *args, **kwargs)
+            except ConduitError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - storage clients raise many types; one line each
+                raise self._fail(exc, f"{action} {self.root}") from None
+
+        return guarded  # type: ignore[return-value]
+
+    return wrap
+
+
 class FileDestination(Destination):
     """Base of the file destinations; subclasses write one format."""
 
@@ -263,6 +284,7 @@ class FileDestination(Destination):
 
     # --- schema -------------------------------------------------------------------
 
+    @_storage_errors("read the table schema under")
     def table_schema(self, table: str) -> pa.Schema | None:
         """The schema recorded in the table manifest, else the first data file's."""
         manifest = self._read_json(f"{self.table_dir(table)}/{MANIFEST}")
@@ -279,6 +301,7 @@ class FileDestination(Destination):
 
     # --- staging ------------------------------------------------------------------
 
+    @_storage_errors("read staged chunks under")
     def staged(self, load: Load) -> list[StagedChunk]:
         """Chunks whose ledger entry exists."""
         ledger = f"{self.staging(load)}/_chunks"
@@ -293,6 +316,7 @@ class FileDestination(Destination):
             return []
         return [e for e in (self._read_json(p) for p in paths if p.endswith(".json")) if e is not None]
 
+    @_storage_errors("write to")
     def stage(self, load: Load, chunk: StagedChunk, batches: pa.RecordBatchReader) -> int:
         """Write the chunk's files, then its ledger entry naming them (the commit point)."""
         self.check()
@@ -324,6 +348,7 @@ class FileDestination(Destination):
     def _load_marker(self, load_id: str) -> str:
         return f"{self.root}/_conduit_loads/{load_id}.json"
 
+    @_storage_errors("read the load records under")
     def is_published(self, load: Load) -> bool:
         """Whether the load's record exists (finishing its cleanup if a crash interrupted it)."""
         marker = self._read_json(self._load_marker(load.load_id))
@@ -334,6 +359,7 @@ class FileDestination(Destination):
             self._finish(load.load_id, intent)
         return True
 
+    @_storage_errors("publish to")
     def publish(self, load: Load) -> int:
         """Move the staged files into place, record the load, then drop replaced files."""
         if self.is_published(load):
@@ -413,6 +439,7 @@ class FileDestination(Destination):
         except FileNotFoundError:
             pass
 
+    @_storage_errors("clean up staging under")
     def abort(self, load: Load) -> None:
         """Drop the staging folder; files a crashed publish had moved are deleted again."""
         if self._read_json(self._load_marker(load.load_id)) is not None:
