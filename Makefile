@@ -32,7 +32,6 @@ test: dev
 
 lint: dev
 	$(VENV)/bin/ruff check conduit tests benchmarks
-	$(VENV)/bin/ruff format --check conduit tests benchmarks
 	$(VENV)/bin/mypy conduit
 
 bench: dev

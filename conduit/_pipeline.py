@@ -62,12 +62,12 @@ class Transform:
     def __call__(self, df: pl.DataFrame, part_index: int) -> tuple[pa.RecordBatch, list[Bad], dict[str, int], int]:
         """(good Arrow batch, bad rows, warning counts, rows filtered out by incremental state)."""
         filtered = 0
-        if self.row_filter is not None:
-            keep = self.row_filter(df)
+        typed, bad_mask = self.coercer.apply(df)
+        if self.row_filter is not None:  # on typed values: 10 > 9 even when the file says '10'
+            keep = self.row_filter(typed)
             filtered = df.height - int(keep.sum())
             if filtered:
-                df = df.filter(keep)
-        typed, bad_mask = self.coercer.apply(df)
+                df, typed, bad_mask = df.filter(keep), typed.filter(keep), bad_mask.filter(keep)
         bad: list[Bad] = []
         if bad_mask.any():
             raw = df.filter(bad_mask)

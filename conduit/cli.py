@@ -58,15 +58,12 @@ def run(config: Path, resources: tuple[str, ...], resume: bool, full_refresh: bo
     tty = sys.stderr.isatty()
     reporter: Reporter
     if progress is False:
-        reporter = Reporter()
+        reporter = LineReporter(fmt=log_format, progress=False)
     elif tty and log_format == "text":
         reporter = RichReporter()
     else:
         reporter = LineReporter(fmt=log_format)
     result = engine.run(config, list(resources) or None, resume=resume, full_refresh=full_refresh, batch_size=batch_size, reporter=reporter)
-    if progress is False:
-        for r in result.resources:
-            click.echo(r.summary().split("\n")[0], err=True)
     click.echo(f"run {result.run_id}: {result.status}" + (" (resumed)" if result.resumed else ""), err=True)
     sys.exit(result.exit_code)
 

@@ -12,6 +12,8 @@ Examples
 >>> typed, bad = c.apply(pl.DataFrame({"n": ["1", "abc", ""], "d": ["2024-01-02", "2024-01-03", "2024-13-45"]}))
 >>> typed["n"].to_list(), bad.to_list()
 ([1, None, None], [False, True, True])
+>>> c.apply(pl.DataFrame({"n": [" "], "d": [""]}))[1].to_list()  # blanks are NULLs, not bad rows
+[False]
 >>> c.reasons(pl.DataFrame({"n": ["abc"], "d": ["2024-01-02"]}))["reason"].to_list()
 ["column n: 'abc' is not bigint"]
 """
@@ -64,6 +66,12 @@ def cast_expr(name: str, source: pl.DataType, target: pl.DataType) -> pl.Expr:
     return text.cast(target, strict=False)
 
 
+def _present(name: str, source: pl.DataType) -> pl.Expr:
+    """A value is there to cast: not null, and for text not blank (blank is NULL when typed)."""
+    col = pl.col(name)
+    return col.is_not_null() & (col.str.strip_chars() != "") if source == pl.String else col.is_not_null()
+
+
 @dataclass
 class Coercer:
     """Casts for one resource: ``targets`` maps column -> dtype (others pass through)."""
@@ -83,7 +91,7 @@ class Coercer:
         casts = self._casts(df.schema)
         if not casts:
             return df, pl.Series("bad", [False] * df.height, dtype=pl.Boolean)
-        fails = [(pl.col(n).is_not_null() & expr.is_null()).alias(f"_fail_{n}") for n, expr in casts.items()]
+        fails = [(_present(n, df.schema[n]) & expr.is_null()).alias(f"_fail_{n}") for n, expr in casts.items()]
         out = df.with_columns(*[e.alias(n) for n, e in casts.items()], pl.any_horizontal(fails).alias("_conduit_bad"))
         return out.drop("_conduit_bad"), out.get_column("_conduit_bad").alias("bad")
 
@@ -93,7 +101,7 @@ class Coercer:
         whens_col: list[pl.Expr] = []
         whens_reason: list[pl.Expr] = []
         for n, expr in casts.items():
-            failed = pl.col(n).is_not_null() & expr.is_null()
+            failed = _present(n, bad.schema[n]) & expr.is_null()
             whens_col.append(pl.when(failed).then(pl.lit(n)))
             value = pl.col(n).cast(pl.String).str.slice(0, 200)
             whens_reason.append(pl.when(failed).then(pl.format("column {}: '{}' is not {}", pl.lit(n), value, pl.lit(type_name(self.targets[n])))))

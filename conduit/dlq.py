@@ -68,21 +68,39 @@ class DeadLetters:
             return 0
         df = pl.concat(self._pending, how="diagonal_relaxed")
         self._pending.clear()
-        parts = self.dir / "_parts"
-        parts.mkdir(parents=True, exist_ok=True)
-        df.write_parquet(parts / f"{self.resource}-{chunk:05d}.parquet")
+        self._part(chunk).parent.mkdir(parents=True, exist_ok=True)
+        df.write_parquet(self._part(chunk))
         return df.height
 
-    def discard(self) -> None:
-        """Drop queued rows (the chunk was not staged)."""
+    def _part(self, chunk: int) -> Path:
+        return self.dir / "_parts" / f"{self.resource}-{chunk:05d}.parquet"
+
+    def discard(self, chunk: int) -> None:
+        """Drop the chunk's rows (the chunk was not staged)."""
         self._pending.clear()
+        self._part(chunk).unlink(missing_ok=True)
+
+    def resume(self, staged_chunks: int) -> int:
+        """On resume: keep part files of staged chunks (return their row count), drop the rest."""
+        import pyarrow.parquet as pq
+
+        kept = 0
+        for path in sorted((self.dir / "_parts").glob(f"{self.resource}-*.parquet")):
+            if int(path.stem.rsplit("-", 1)[1]) < staged_chunks:
+                kept += pq.ParquetFile(path).metadata.num_rows
+            else:
+                path.unlink()
+        return kept
 
     def gather(self) -> Path | None:
-        """Combine the part files into ``<resource>.parquet``; None if there were no bad rows."""
+        """Combine the part files into ``<resource>.parquet`` (idempotent); None if there were no bad rows."""
         parts = sorted((self.dir / "_parts").glob(f"{self.resource}-*.parquet"))
         if not parts:
             return None
         pl.concat([pl.scan_parquet(p) for p in parts], how="diagonal_relaxed").sink_parquet(self.path)
-        for p in parts:
-            p.unlink()
         return self.path
+
+    def cleanup(self) -> None:
+        """Remove the part files once the resource is published (a resume still needs them before)."""
+        for p in (self.dir / "_parts").glob(f"{self.resource}-*.parquet"):
+            p.unlink()

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conduit import __version__, _secrets
+from conduit import __version__, _faults, _secrets
 from conduit.config import Project, ResourceConfig, load_project
 from conduit.connectors import registry
 from conduit.connectors.base import Destination, Load, Source, StagedChunk, Task
@@ -43,6 +43,7 @@ class ResourceResult:
     duration_s: float = 0.0
     error: str | None = None
     dlq_path: str | None = None
+    hwm_before: str | None = None
     checks: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
@@ -53,11 +54,16 @@ class ResourceResult:
         text = f"{self.name}: {self.rows_written:,} rows loaded into {self.table} in {self.duration_s:.1f}s ({rate:,.0f} rows/s)"
         if self.rows_filtered:
             text += f", {self.rows_filtered:,} already loaded (incremental)"
+        if self.rows_written == 0 and self.hwm_before is not None:
+            text += f", nothing newer than {self.hwm_before}"
         if self.rows_dlq:
-            detail = ", ".join(f"{k}: {v:,}" for k, v in self.checks.items() if not k.startswith("warn "))
+            detail = ", ".join(f"{k}: {v:,}" for k, v in self.checks.items() if not k.startswith(("warn ", "null ")))
             text += f", {self.rows_dlq:,} dead-lettered ({detail}) -> {self.dlq_path}"
         if self.rows_warned:
             text += f", {self.rows_warned:,} warnings"
+        for key, n in self.checks.items():
+            if key.startswith("null "):
+                text += f", {n:,} rows with NULL {key[5:]} loaded once"
         return text
 
 
@@ -258,12 +264,13 @@ def _run_resource(ctx: Context, res: ResourceConfig, incremental: Any) -> Resour
         result.table = table
         load = Load(f"{ctx.run_id}_{res.name}", ctx.run_id, res.name, table, opts)
         state = incremental.State.load(store, res, ctx.full_refresh)
+        result.hwm_before = state.before_text
         store.start_resource(ctx.run_id, res.name, res.source, res.destination, table, opts.write_mode, state.before_text)
         task = Task(res, ctx.project.dir, state.filter)
         ctx.reporter.start(res.name, _safe(lambda: source.estimate_rows(task)))
         if dest.is_published(load):
-            ctx.reporter.message(f"{res.name}: load {load.load_id} was already published; recording it")
-            result.rows_written = sum(c.rows for c in dest.staged(load))
+            ctx.reporter.message(f"{res.name}: load {load.load_id} was already published before the crash; recording it")
+            _record_published(ctx, res, result, state)
         else:
             _load(ctx, res, source, dest, task, load, result, state)
         result.status = "partial_success" if result.rows_dlq else "success"
@@ -307,11 +314,19 @@ def _load(ctx: Context, res: ResourceConfig, source: Source, dest: Destination, 
 
     batch_size = ctx.batch_size or load.options.batch_size
     staged = dest.staged(load)
-    positions = {c.part: c.rows_read_end for c in staged}
+    positions: dict[str, int] = {}
     for c in staged:
+        name, mark = _decode_position(c.part)
+        positions[name] = c.rows_read_end
+        state.restore(mark)
         result.rows_written += c.rows
+        ctx.store.checkpoint(ctx.run_id, res.name, c.chunk, c.rows, name, c.rows_read_end, json.dumps(mark) if mark else None)
+    result.rows_read += sum(positions.values())
     chunk_no = len(staged)
     dlq = DeadLetters(Store(ctx.project.state_path).dlq_dir, ctx.run_id, res.name)
+    result.rows_dlq += dlq.resume(chunk_no)
+    if staged:
+        ctx.reporter.message(f"{res.name}: resuming after {chunk_no} staged chunk(s), {result.rows_written:,} rows already staged")
     checks = quality.Checks(res)
     transform = None
     names: list[str] = []
@@ -320,17 +335,19 @@ def _load(ctx: Context, res: ResourceConfig, source: Source, dest: Destination, 
         names.append(part.name)
         if transform is None:
             transform = _make_transform(ctx, res, dest, part, load, checks, state)
+        transform.row_filter = state.row_filter(part.name)
         steps = prefetch(stream_part(part, part_index, transform, batch_size, positions.get(part.name, 0)))
         for chunk_steps in _chunks(steps):
-            cursor = StagedChunk(chunk_no, part.name, positions.get(part.name, 0), 0)
+            cursor = StagedChunk(chunk_no, _encode_position(part.name, None), positions.get(part.name, 0), 0)
             reader = _reader(chunk_steps, transform.schema, cursor, result, dlq, ctx, state)
             try:
                 rows = dest.stage(load, cursor, reader)
             except BaseException:
-                dlq.discard()
+                dlq.discard(chunk_no)
                 raise
-            dlq.flush_chunk(chunk_no)
-            ctx.store.checkpoint(ctx.run_id, res.name, chunk_no, rows, part.name, cursor.rows_read_end)
+            _faults.point("staged")
+            mark = _decode_position(cursor.part)[1]
+            ctx.store.checkpoint(ctx.run_id, res.name, chunk_no, rows, part.name, cursor.rows_read_end, json.dumps(mark) if mark else None)
             result.rows_written += rows
             chunk_no += 1
             checks.enforce_limits(result)
@@ -343,10 +360,46 @@ def _load(ctx: Context, res: ResourceConfig, source: Source, dest: Destination, 
     checks.enforce_limits(result, final=True)
     path = dlq.gather()
     result.dlq_path = str(path) if path else None
+    _faults.point("publish")
     published = dest.publish(load)
+    _faults.point("published")
+    dlq.cleanup()
+    if state.null_rows:
+        result.checks[f"null {state.column}"] = state.null_rows
     if load.write_mode == "merge":
         result.rows_written = published  # after last-row-wins deduplication
     _record_schema(ctx, res, load)
+
+
+def _record_published(ctx: Context, res: ResourceConfig, result: ResourceResult, state: Any) -> None:
+    """Bookkeeping for a load the destination committed before a crash: counts from checkpoints."""
+    from conduit.dlq import DeadLetters
+    from conduit.store import Store
+
+    ends: dict[str, int] = {}
+    for _chunk, rows, part, end, mark in ctx.store.checkpoints(ctx.run_id, res.name):
+        result.rows_written += rows
+        ends[part] = end
+        state.restore(json.loads(mark) if mark else None)
+        state.new_files.add(part)
+    result.rows_read = sum(ends.values())
+    dlq = DeadLetters(Store(ctx.project.state_path).dlq_dir, ctx.run_id, res.name)
+    result.rows_dlq = dlq.resume(1 << 30)
+    path = dlq.gather()
+    result.dlq_path = str(path) if path else None
+    dlq.cleanup()
+
+
+def _encode_position(part: str, mark: list[Any] | None) -> str:
+    """The ledger's ``part`` field: the part name plus the incremental mark so far (JSON)."""
+    return json.dumps({"part": part, "mark": mark}) if mark else part
+
+
+def _decode_position(text: str) -> tuple[str, list[Any] | None]:
+    if text.startswith('{"part"'):
+        data = json.loads(text)
+        return data["part"], data.get("mark")
+    return text, None
 
 
 def _chunks(steps: Iterator[Any]) -> Iterator[Iterator[Any]]:
@@ -369,8 +422,11 @@ def _chunks(steps: Iterator[Any]) -> Iterator[Iterator[Any]]:
 def _reader(steps: Iterator[Any], schema: Any, cursor: StagedChunk, result: ResourceResult, dlq: Any, ctx: Context, state: Any) -> Any:
     import pyarrow as pa
 
+    part = cursor.part
+
     def batches() -> Iterator[pa.RecordBatch]:
         for step in steps:
+            _faults.point("read")
             result.rows_read += step.rows_read
             result.rows_filtered += step.filtered
             cursor.rows_read_end = step.rows_read_end
@@ -378,13 +434,15 @@ def _reader(steps: Iterator[Any], schema: Any, cursor: StagedChunk, result: Reso
                 result.rows_warned += n
                 result.checks[f"warn {name}"] = result.checks.get(f"warn {name}", 0) + n
             for bad in step.bad:
-                dlq.add(bad.rows, cursor.part, bad.rows.get_column("_conduit_row_number"), bad.check, bad.error)
+                dlq.add(bad.rows, _decode_position(part)[0], bad.rows.get_column("_conduit_row_number"), bad.check, bad.error)
                 result.rows_dlq += bad.rows.height
                 for name, n in _count_checks(bad).items():
                     result.checks[name] = result.checks.get(name, 0) + n
             state.observe(step.good)
+            cursor.part = _encode_position(_decode_position(part)[0], state.mark())
             ctx.reporter.advance(result.name, step.rows_read)
             yield step.good
+        dlq.flush_chunk(cursor.chunk)  # before the destination commits the chunk
 
     return pa.RecordBatchReader.from_batches(schema, batches())
 
@@ -427,8 +485,8 @@ def _make_transform(ctx: Context, res: ResourceConfig, dest: Destination, part: 
         changes = sch.diff(arrow_schema, existing)
         apply, drop = sch.decide(changes, load.options.schema_evolution, load.table, lambda c: dest.ddl_for(load.table, c))
         if apply:
-            dest.evolve(load.table, apply)
-            ctx.reporter.message(f"{res.name}: schema changed: " + "; ".join(c.describe() for c in apply))
+            load.changes = apply
+            ctx.reporter.message(f"{res.name}: schema change applied at publish: " + "; ".join(c.describe() for c in apply))
         if drop:
             ctx.reporter.message(f"{res.name}: warning: columns not in {load.table} are not loaded: {', '.join(drop)}")
             arrow_schema = pa_drop(arrow_schema, drop)
@@ -437,7 +495,7 @@ def _make_transform(ctx: Context, res: ResourceConfig, dest: Destination, part: 
 
         arrow_schema = arrow_schema.append(pa.field(SEQ, pa.int64()))
     load.schema = arrow_schema
-    return Transform(coercer, arrow_schema, checks=checks.evaluator(), drop=drop, add_seq=load.write_mode == "merge", row_filter=state.row_filter())
+    return Transform(coercer, arrow_schema, checks=checks.evaluator(), drop=drop, add_seq=load.write_mode == "merge")
 
 
 def pa_drop(schema: Any, names: list[str]) -> Any:
@@ -451,4 +509,5 @@ def _record_schema(ctx: Context, res: ResourceConfig, load: Load) -> None:
     fields = [{"name": f.name, "type": str(f.type)} for f in load.schema or [] if not f.name.startswith("_conduit")]
     text = json.dumps(fields)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    ctx.store.record_schema(res.name, text, digest, ctx.run_id, "initial or changed schema")
+    change = "; ".join(c.describe() for c in load.changes) or "schema recorded"
+    ctx.store.record_schema(res.name, text, digest, ctx.run_id, change)

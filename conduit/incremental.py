@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from conduit.connectors.base import Incremental
@@ -46,6 +46,25 @@ def parse_value(text: str | None, type_name: str | None) -> Any:
     return text
 
 
+def parse_lookback(value: str | int | float | None, sample: Any) -> Any:
+    """The lookback window as something subtractable from the mark's type.
+
+    >>> parse_lookback("2h", dt.datetime(2024, 1, 1))
+    datetime.timedelta(seconds=7200)
+    >>> parse_lookback(100, 5)
+    100
+    """
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        return dt.timedelta(days=value) if isinstance(sample, dt.date) else value
+    text = str(value).strip().lower()
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+    if text[-1:] in units and text[:-1].replace(".", "", 1).isdigit():
+        return dt.timedelta(**{units[text[-1]]: float(text[:-1])})
+    return decimal.Decimal(text) if isinstance(sample, decimal.Decimal) else float(text)
+
+
 @dataclass
 class State:
     """The incremental state of one resource during one run."""
@@ -57,6 +76,10 @@ class State:
     reset: bool = False
     after: Any = None
     after_type: str | None = None
+    lookback: Any = None
+    seen_files: set[str] = field(default_factory=set)
+    new_files: set[str] = field(default_factory=set)
+    null_rows: int = 0
 
     @classmethod
     def load(cls, store: Any, res: ResourceConfig, full_refresh: bool) -> State:
@@ -67,7 +90,14 @@ class State:
         if full_refresh or column != res.incremental_column:
             return cls(res.name, res.incremental_column, reset=full_refresh)
         value = parse_value(text, type_name)
-        return cls(res.name, column, value, type_name, after=value, after_type=type_name)
+        return cls(res.name, column, value, type_name, after=value, after_type=type_name, lookback=parse_lookback(res.incremental_lookback, value), seen_files=store.seen_files(res.name))
+
+    @property
+    def since(self) -> Any:
+        """The value rows must exceed: the mark, less the lookback window."""
+        if self.before is None or self.lookback is None:
+            return self.before
+        return self.before - self.lookback
 
     @property
     def before_text(self) -> str | None:
@@ -77,21 +107,40 @@ class State:
     @property
     def filter(self) -> Incremental | None:
         """The predicate handed to sources that push it down."""
-        return Incremental(self.column, self.before) if self.column else None
+        return Incremental(self.column, self.since) if self.column else None
 
-    def row_filter(self) -> Any:
-        """A batch filter keeping rows above the mark (rows with a NULL mark column are kept)."""
-        if self.column is None or self.before is None:
+    def row_filter(self, part: str) -> Any:
+        """A batch filter keeping rows above the mark.
+
+        Rows whose incremental column is NULL are kept only from a part (file) not seen
+        by an earlier successful run: loaded once, never on every run.
+        """
+        if self.column is None:
+            return None
+        self.new_files.add(part)
+        if self.since is None:
             return None
         import polars as pl
 
-        column, value = self.column, self.before
+        column, value, new_part = self.column, self.since, part not in self.seen_files
 
         def keep(df: pl.DataFrame) -> pl.Series:
             col = df.get_column(column)
-            return (col > value).fill_null(True) if col.dtype != pl.String else (col > str(value)).fill_null(True)
+            above = col > (str(value) if col.dtype == pl.String else value)
+            return above.fill_null(new_part)
 
         return keep
+
+    def mark(self) -> list[Any] | None:
+        """The mark so far as ``[text, type]`` (kept in the chunk ledger for resume)."""
+        return None if self.after is None or self.after == self.before else [_text(self.after), self.after_type]
+
+    def restore(self, mark: list[Any] | None) -> None:
+        """Fold in a mark recorded by a chunk staged before a crash."""
+        if mark:
+            value = parse_value(mark[0], mark[1])
+            if self.after is None or value > self.after:
+                self.after, self.after_type = value, mark[1]
 
     def observe(self, batch: pa.RecordBatch | None) -> None:
         """Track the largest incremental value among loaded rows."""
@@ -100,6 +149,7 @@ class State:
         import pyarrow.compute as pc
 
         arr = batch.column(self.column)
+        self.null_rows += arr.null_count
         top = pc.max(arr).as_py()
         if top is not None and (self.after is None or top > self.after):
             self.after, self.after_type = top, str(arr.type)
@@ -108,11 +158,17 @@ class State:
         """Persist the new mark (called after the publish committed); return it as text."""
         if self.column is None:
             return None
+        if self.new_files:
+            store.add_seen_files(self.resource, sorted(self.new_files - self.seen_files), run_id)
         if self.after is None:
             if self.reset:
                 store.reset_state(self.resource)
             return None
-        text = self.after.isoformat(sep=" ") if isinstance(self.after, dt.datetime) else str(self.after)
+        text = _text(self.after)
         if self.reset or self.after != self.before:
             store.set_state(self.resource, self.column, text, self.after_type or "string", run_id)
         return text
+
+
+def _text(value: Any) -> str:
+    return value.isoformat(sep=" ") if isinstance(value, dt.datetime) else str(value)

@@ -35,10 +35,11 @@ class Reporter:
 class LineReporter(Reporter):
     """Plain lines (``fmt="text"``) or JSON lines (``fmt="json"``), throttled to one per 10 s."""
 
-    def __init__(self, stream: TextIO | None = None, fmt: str = "text", every_s: float = 10.0):
+    def __init__(self, stream: TextIO | None = None, fmt: str = "text", every_s: float = 10.0, progress: bool = True):
         self.stream = stream or sys.stderr
         self.fmt = fmt
-        self.every_s = every_s
+        self.every_s = every_s if progress else float("inf")
+        self.progress = progress
         self._rows: dict[str, int] = {}
         self._started: dict[str, float] = {}
         self._last = 0.0
@@ -51,10 +52,11 @@ class LineReporter(Reporter):
         print(line, file=self.stream, flush=True)
 
     def start(self, resource: str, total: int | None) -> None:
-        """Announce the resource."""
+        """Announce the resource (unless progress is off)."""
         self._rows[resource] = 0
         self._started[resource] = time.monotonic()
-        self._emit("start", f"{resource}: started" + (f" ({total:,} rows)" if total else ""), resource=resource, total=total)
+        if self.progress:
+            self._emit("start", f"{resource}: started" + (f" ({total:,} rows)" if total else ""), resource=resource, total=total)
 
     def advance(self, resource: str, rows: int) -> None:
         """Count; print at most every ``every_s`` seconds."""

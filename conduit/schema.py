@@ -96,7 +96,8 @@ def infer_text_types(sample: pl.DataFrame) -> dict[str, pl.DataType]:
         if s.dtype != pl.String:
             out[name] = s.dtype
             continue
-        s = s.drop_nulls()
+        s = s.drop_nulls().str.strip_chars()
+        s = s.filter(s != "")  # empty cells are NULL for typed columns, so they don't decide the type
         out[name] = _infer_one(s) if len(s) else pl.String()
     return out
 
@@ -143,12 +144,34 @@ class Change:
     target_type: pa.DataType | None
 
     def describe(self) -> str:
-        """A short human line, e.g. ``+ discount decimal128(15, 2)``."""
+        """A short human line, e.g. ``+ discount decimal(15,2)``."""
         if self.kind == "add_column":
-            return f"+ {self.column} {self.source_type}"
+            return f"+ {self.column} {spec_name(self.source_type)}"
         if self.kind == "missing_in_source":
-            return f"- {self.column} {self.target_type} (not in source; loaded as NULL)"
-        return f"~ {self.column} {self.target_type} -> {self.source_type}"
+            return f"- {self.column} {spec_name(self.target_type)} (not in source; loaded as NULL)"
+        return f"~ {self.column} {spec_name(self.target_type)} -> {spec_name(self.source_type)}"
+
+
+def spec_name(t: pa.DataType | None) -> str:
+    """The SPEC type name of an Arrow type (``bigint``, ``decimal(15,2)``, ``text``...).
+
+    >>> spec_name(pa.decimal128(15, 2)), spec_name(pa.large_string()), spec_name(pa.timestamp("us", "UTC"))
+    ('decimal(15,2)', 'text', 'timestamptz')
+    """
+    if t is None:
+        return "?"
+    names = {pa.bool_(): "boolean", pa.int16(): "smallint", pa.int32(): "integer", pa.int64(): "bigint", pa.float32(): "real", pa.float64(): "double", pa.date32(): "date", pa.binary(): "binary"}
+    if t in names:
+        return names[t]
+    if pa.types.is_decimal(t):
+        return f"decimal({t.precision},{t.scale})"
+    if _is_string(t):
+        return "text"
+    if pa.types.is_timestamp(t):
+        return "timestamptz" if t.tz else "timestamp"
+    if pa.types.is_time(t):
+        return "time"
+    return str(t)
 
 
 def _is_string(t: pa.DataType) -> bool:

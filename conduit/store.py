@@ -39,7 +39,8 @@ CREATE TABLE IF NOT EXISTS resource_runs (run_id VARCHAR, resource VARCHAR, sour
 CREATE TABLE IF NOT EXISTS state (resource VARCHAR PRIMARY KEY, incremental_column VARCHAR, value VARCHAR,
   value_type VARCHAR, updated_at TIMESTAMPTZ, run_id VARCHAR);
 CREATE TABLE IF NOT EXISTS checkpoints (run_id VARCHAR, resource VARCHAR, chunk INTEGER, rows BIGINT,
-  committed_at TIMESTAMPTZ, part VARCHAR, rows_read_end BIGINT, PRIMARY KEY (run_id, resource, chunk));
+  committed_at TIMESTAMPTZ, part VARCHAR, rows_read_end BIGINT, mark VARCHAR, PRIMARY KEY (run_id, resource, chunk));
+CREATE TABLE IF NOT EXISTS files_seen (resource VARCHAR, file VARCHAR, run_id VARCHAR, seen_at TIMESTAMPTZ, PRIMARY KEY (resource, file));
 CREATE TABLE IF NOT EXISTS schema_versions (resource VARCHAR, version INTEGER, schema_json VARCHAR, hash VARCHAR,
   created_at TIMESTAMPTZ, run_id VARCHAR, change VARCHAR, PRIMARY KEY (resource, version));
 """
@@ -137,9 +138,14 @@ class Store:
             [*fields.values(), run_id, resource],
         )
 
-    def checkpoint(self, run_id: str, resource: str, chunk: int, rows: int, part: str, rows_read_end: int) -> None:
-        """Record a staged chunk."""
-        self._exec("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, now(), ?, ?)", [run_id, resource, chunk, rows, part, rows_read_end])
+    def checkpoint(self, run_id: str, resource: str, chunk: int, rows: int, part: str, rows_read_end: int, mark: str | None = None) -> None:
+        """Record a staged chunk (``mark``: the incremental mark so far, JSON)."""
+        self._exec("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, now(), ?, ?, ?)", [run_id, resource, chunk, rows, part, rows_read_end, mark])
+
+    def checkpoints(self, run_id: str, resource: str) -> list[tuple[int, int, str, int, str | None]]:
+        """(chunk, rows, part, rows_read_end, mark) of a run's resource, in chunk order."""
+        with self.connect() as con:
+            return con.execute("SELECT chunk, rows, part, rows_read_end, mark FROM checkpoints WHERE run_id = ? AND resource = ? ORDER BY chunk", [run_id, resource]).fetchall()
 
     # --- incremental state --------------------------------------------------------
 
@@ -158,8 +164,22 @@ class Store:
     def reset_state(self, resource: str) -> bool:
         """Forget a resource's high-water mark; True if there was one."""
         with self.connect() as con:
-            row = con.execute("DELETE FROM state WHERE resource = ? RETURNING resource", [resource]).fetchone()
-        return row is not None
+            rows = con.execute("DELETE FROM state WHERE resource = ? RETURNING resource", [resource]).fetchall()
+            con.execute("DELETE FROM files_seen WHERE resource = ?", [resource])
+        return bool(rows)
+
+    def seen_files(self, resource: str) -> set[str]:
+        """Files an earlier successful run of ``resource`` read (for NULL incremental values)."""
+        if not self.path.exists():
+            return set()
+        with self.connect() as con:
+            return {r[0] for r in con.execute("SELECT file FROM files_seen WHERE resource = ?", [resource]).fetchall()}
+
+    def add_seen_files(self, resource: str, files: list[str], run_id: str) -> None:
+        """Remember files read by a successful run."""
+        if files:
+            with self.connect() as con:
+                con.executemany("INSERT OR IGNORE INTO files_seen VALUES (?, ?, ?, now())", [[resource, f, run_id] for f in files])
 
     # --- schema versions ----------------------------------------------------------
 

@@ -9,6 +9,7 @@ The engine asks :class:`Capabilities`; it never checks a connector's type name.
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -93,6 +94,8 @@ class Load:
     options: ResolvedTable
     schema: pa.Schema | None = None
     json_columns: list[str] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
+    """Schema changes (``schema_evolution: auto``) that ``publish`` applies in its transaction."""
 
     @property
     def write_mode(self) -> str:
@@ -168,10 +171,6 @@ class Destination(ABC):
         """The statement that would apply ``change`` (shown in schema errors)."""
         return None
 
-    def evolve(self, table: str, changes: list[Change]) -> None:
-        """Apply schema changes to the existing table (``schema_evolution: auto``)."""
-        msg = f"{type(self).__name__} cannot evolve schemas"
-        raise NotImplementedError(msg)
 
     @abstractmethod
     def staged(self, load: Load) -> list[StagedChunk]:
@@ -187,7 +186,11 @@ class Destination(ABC):
 
     @abstractmethod
     def publish(self, load: Load) -> int:
-        """Make the staged rows visible at once per write mode; idempotent per load id."""
+        """Make the staged rows visible at once per write mode; idempotent per load id.
+
+        Applies ``load.changes`` (the statements of :meth:`ddl_for`) first, in the same
+        transaction, so a failed run never leaves a half-evolved table.
+        """
 
     @abstractmethod
     def abort(self, load: Load) -> None:
@@ -206,7 +209,7 @@ class Connector:
     """A ``type:`` name and the classes that implement it (either may be None)."""
 
     type: str
-    source: type[Source] | None = None
-    destination: type[Destination] | None = None
+    source: builtins.type[Source] | None = None
+    destination: builtins.type[Destination] | None = None
     version: str = ""
     extra: str = ""

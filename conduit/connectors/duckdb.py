@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
+from conduit import _faults
 from conduit._sql import column_list, qualified, quote, split_table, stage_name
 from conduit.config import Strict
 from conduit.connectors.base import SEQ, Capabilities, Connector, Destination, Load, Part, Source, StagedChunk, Task
@@ -168,11 +169,6 @@ class DuckDBDestination(Destination):
             return f"ALTER TABLE {t} ALTER COLUMN {quote(change.column)} SET DATA TYPE {self.sql_type(change.source_type)};"
         return None
 
-    def evolve(self, table: str, changes: list[Change]) -> None:
-        """Apply the changes in one transaction."""
-        statements = [s for s in (self.ddl_for(table, c) for c in changes) if s]
-        self._transaction(statements)
-
     def _stage_table(self, load: Load) -> str:
         schema, _ = split_table(load.table, self.options.db_schema)
         return f"{quote(schema)}.{quote(stage_name(load.load_id))}"
@@ -218,7 +214,7 @@ class DuckDBDestination(Destination):
         rows = int(self.con.execute(f"SELECT count(*) FROM {stage}").fetchall()[0][0])
         exists = self._exists(load.table)
         keys = load.primary_keys
-        statements: list[str] = []
+        statements: list[str] = [s for s in (self.ddl_for(load.table, c) for c in load.changes) if s] if exists else []
         source = stage
         if load.write_mode == "merge":
             part = column_list(keys)
@@ -267,6 +263,7 @@ class DuckDBDestination(Destination):
             if load is not None:
                 con.execute("INSERT INTO main._conduit_loads (load_id, run_id, resource, table_name, write_mode, rows) VALUES (?, ?, ?, ?, ?, ?)", [load.load_id, load.run_id, load.resource, load.table, load.write_mode, rows]).fetchall()
                 con.execute("DELETE FROM main._conduit_chunks WHERE load_id = ?", [load.load_id]).fetchall()
+                _faults.point("publish_commit")
             con.commit()
         except duckdb.Error as exc:
             con.rollback()

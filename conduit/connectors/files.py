@@ -35,6 +35,7 @@ from conduit.connectors._storage import bucket, describe, filesystem, is_url, po
 from conduit.connectors.base import (
     ROW_NUMBER,
     Connector,
+    Incremental,
     Part,
     Source,
     Task,
@@ -137,16 +138,22 @@ class FileSource(Source):
         return files
 
     def parts(self, task: Task) -> Iterator[Part]:
-        """One lazily scanned part per file."""
+        """One lazily scanned part per file (files with nothing above the incremental mark skipped)."""
         for url, size in self.files(task):
             if size == 0:
                 msg = f"{task.resource.name}: {url} is empty (0 bytes, no header)"
                 raise SourceError(msg)
+            if task.incremental is not None and task.incremental.value is not None and self.nothing_newer(url, task.incremental):
+                continue
             yield Part(name=url, frame=self.scan(url), text_columns=self.format == "csv", bytes=size)
 
     def estimate_rows(self, task: Task) -> int | None:
         """Row estimate from Parquet metadata (exact) or file size (rough)."""
         return None
+
+    def nothing_newer(self, url: str, inc: Incremental) -> bool:
+        """Whether file statistics prove no row is above the mark (only Parquet knows)."""
+        return False
 
     def check(self) -> None:
         """The base path (and, on object stores, its bucket) must be reachable."""
@@ -236,6 +243,27 @@ class ParquetSource(FileSource):
     def scan(self, url: str) -> pl.LazyFrame:
         """Polars' Parquet scan (row groups stream; projections and predicates push down)."""
         return pl.scan_parquet(url, row_index_name=ROW_NUMBER, row_index_offset=1, glob=False, storage_options=self._storage if is_url(url) else None)
+
+    def nothing_newer(self, url: str, inc: Incremental) -> bool:
+        """True when every row group's max of the column is <= the mark and it has no NULLs."""
+        import pyarrow.parquet as pq
+
+        with self.fs.open(url, "rb") as fh:
+            meta = pq.ParquetFile(fh).metadata
+        names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+        if inc.column not in names:
+            return False
+        idx = names.index(inc.column)
+        for rg in range(meta.num_row_groups):
+            stats = meta.row_group(rg).column(idx).statistics
+            if stats is None or not stats.has_min_max or stats.null_count or stats.null_count is None:
+                return False
+            try:
+                if stats.max > inc.value:
+                    return False
+            except TypeError:
+                return False
+        return True
 
     def estimate_rows(self, task: Task) -> int | None:
         """Exact row count from the footers."""

@@ -222,6 +222,6 @@ def test_storage_errors_are_one_line(tmp_path: Path, fs: s3fs.S3FileSystem, bkt:
     )
     code, out = invoke("run", str(cfg), "--no-progress")
     assert code == 1, out
-    line = next(ln for ln in out.splitlines() if "failed" in ln and ln.startswith("a:"))
+    line = next(ln for ln in out.splitlines() if "a: failed: " in ln)
     assert message.format(bkt=bkt) in line, out
     assert "Traceback" not in out
