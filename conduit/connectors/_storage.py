@@ -27,7 +27,7 @@ S3 = frozenset({"s3", "s3a"})
 GCS = frozenset({"gs", "gcs"})
 AZURE = frozenset({"az", "abfs", "abfss", "adl"})
 BUCKETED = S3 | GCS | AZURE
-EXTRAS = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs", "abfss": "adlfs"}
+EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure", "abfss": "azure"}
 
 _S3_KEYS = {
     "key": "aws_access_key_id",
@@ -85,8 +85,9 @@ def filesystem(url: str, storage_options: dict[str, Any], where: str) -> tuple[A
     try:
         return fsspec.core.url_to_fs(url, **storage_options)
     except ImportError:
-        package = EXTRAS.get(protocol(url), f"the fsspec implementation for {protocol(url)}://")
-        msg = f"{where}: reading {protocol(url)}:// needs {package} (pip install {package})"
+        scheme = protocol(url)
+        hint = f"pip install 'conduit[{EXTRAS[scheme]}]'" if scheme in EXTRAS else f"install the fsspec implementation for {scheme}://"
+        msg = f"{where}: {scheme}:// paths need an extra package ({hint})"
         raise ConfigError(msg) from None
     except (ValueError, TypeError) as exc:
         msg = f"{where}: invalid storage_options for {protocol(url)}://: {' '.join(str(exc).split())}"
