@@ -6,6 +6,10 @@ import contextlib
 import io
 import json
 import logging
+import os
+import signal
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -225,3 +229,32 @@ def test_storage_errors_are_one_line(tmp_path: Path, fs: s3fs.S3FileSystem, bkt:
     line = next(ln for ln in out.splitlines() if "a: failed: " in ln)
     assert message.format(bkt=bkt) in line, out
     assert "Traceback" not in out
+
+
+@pytest.mark.parametrize("fault", ["staged:2", "publish"])
+def test_killed_run_shows_nothing_then_resume_loads_once(tmp_path: Path, fs: s3fs.S3FileSystem, bkt: str, s3_endpoint: str, fault: str) -> None:
+    (tmp_path / "data").mkdir()
+    for i in range(3):
+        people(i * 1000, 1000).write_parquet(tmp_path / "data" / f"p{i}.parquet")
+    cfg = project(
+        tmp_path,
+        "  - {name: local, type: parquet, path: data}",
+        f"  - {{name: lake, type: parquet, path: 's3://{bkt}/out', storage_options: {so(s3_endpoint, key='testing', secret='testing')}}}",
+        "  - {name: people, source: local, destination: lake, path: 'p*.parquet'}",
+    )
+
+    def conduit(*args: str, fault: str = "") -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "CONDUIT_FAULT": fault}
+        return subprocess.run([sys.executable, "-m", "conduit", "run", str(cfg), "--no-progress", *args], capture_output=True, text=True, env=env, timeout=120)
+
+    killed = conduit(fault=fault)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    fs.invalidate_cache()
+    assert [p for p in fs.find(f"{bkt}/out/people") if p.endswith(".parquet")] == []  # readers see nothing
+    resumed = conduit("--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    fs.invalidate_cache()
+    back = pq.read_table(f"{bkt}/out/people", filesystem=fs)
+    ids = back.column("id").to_pylist()
+    assert len(ids) == 3000 and len(set(ids)) == 3000
+    assert fs.find(f"{bkt}/out/_conduit_staging") == []
