@@ -3,7 +3,7 @@
 Layout under the destination ``path`` (``<root>``)::
 
     <root>/<table>/[col=value/...]part-<load id>-<chunk>-<n>.<ext>   the data readers see
-    <root>/<table>/_conduit_manifest.json                             current files + schema
+    <root>/_conduit_tables/<table>.json                               manifest: current files + schema
     <root>/_conduit_staging/<load id>/...                             a load before publish
     <root>/_conduit_loads/<load id>.json                              the publish record
 
@@ -50,7 +50,6 @@ if TYPE_CHECKING:
 _F = TypeVar("_F", bound=Callable[..., Any])
 MAX_OPEN_FILES = 32  # partitions written at once per chunk; the least recent is closed beyond
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
-MANIFEST = "_conduit_manifest.json"
 _TEXT_CODECS = {"gzip": "gz", "zstd": "zst", "bz2": "bz2", "lz4": "lz4"}
 _PARQUET_CODECS = {"zstd", "snappy", "gzip", "brotli", "lz4", "none"}
 
@@ -246,6 +245,10 @@ class FileDestination(Destination):
         """Where a table's files live."""
         return f"{self.root}/{table.replace('.', '/')}"
 
+    def manifest(self, table: str) -> str:
+        """The table's manifest (outside its folder, so directory scans see only data files)."""
+        return f"{self.root}/_conduit_tables/{table}.json"
+
     def suffix(self, load: Load) -> str:
         """The file extension for ``load`` (``csv.gz`` for compressed text)."""
         return self.ext
@@ -287,7 +290,7 @@ class FileDestination(Destination):
     @_storage_errors("read the table schema under")
     def table_schema(self, table: str) -> pa.Schema | None:
         """The schema recorded in the table manifest, else the first data file's."""
-        manifest = self._read_json(f"{self.table_dir(table)}/{MANIFEST}")
+        manifest = self._read_json(self.manifest(table))
         if manifest and manifest.get("arrow_schema"):
             import pyarrow as pa
 
@@ -415,7 +418,7 @@ class FileDestination(Destination):
         current = [p for p in self._data_files(target) if p not in old]
         prefix = self._strip(target) + "/"
         self._write_json(
-            f"{target}/{MANIFEST}",
+            self.manifest(intent["table"]),
             {
                 "table": intent["table"],
                 "load_id": load_id,
@@ -474,6 +477,10 @@ class FileDestination(Destination):
 
 class _TextDestination(FileDestination):
     """CSV / NDJSON: ``compression`` gzip, zstd, bz2 or lz4 compresses each file (``.csv.gz``)."""
+
+    def manifest(self, table: str) -> str:
+        """The table's manifest (outside its folder, so directory scans see only data files)."""
+        return f"{self.root}/_conduit_tables/{table}.json"
 
     def suffix(self, load: Load) -> str:
         """``csv`` or ``csv.gz`` etc."""

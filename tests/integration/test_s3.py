@@ -121,7 +121,7 @@ def test_local_to_s3_parquet_partitioned(tmp_path: Path, fs: s3fs.S3FileSystem, 
     assert pq.read_schema(fs.open(files[0], "rb")).names == ["id", "name", "amount"]  # hive: key in the path only
     back = pl.scan_parquet(f"s3://{bkt}/out/people/**/*.parquet", hive_partitioning=True, storage_options={"aws_endpoint_url": s3_endpoint, "aws_allow_http": "true"}).collect()
     assert back.height == 30 and back.filter(pl.col("region") == "eu").get_column("id").sort().to_list() == [i for i in range(1, 31) if i % 3 == 0]
-    manifest = json.loads(fs.cat(f"{bkt}/out/people/_conduit_manifest.json"))
+    manifest = json.loads(fs.cat(f"{bkt}/out/_conduit_tables/people.json"))
     assert sorted(f"{bkt}/out/people/{f}" for f in manifest["files"]) == files
     assert not fs.exists(f"{bkt}/out/_conduit_staging") or not fs.find(f"{bkt}/out/_conduit_staging")
     # replace: the new files take over, the old ones are gone
