@@ -18,7 +18,7 @@ import polars as pl
 import pyarrow as pa
 
 from conduit.coerce import Coercer
-from conduit.connectors.base import ROW_NUMBER, SEQ, Part
+from conduit.connectors.base import ERROR, RAW, RECHECK, ROW_NUMBER, SEQ, Part
 from conduit.errors import ConduitError, SourceError
 
 PART_SHIFT = 40  # _conduit_seq = part index << 40 | row number: stable across resumes
@@ -62,13 +62,15 @@ class Transform:
     def __call__(self, df: pl.DataFrame, part_index: int) -> tuple[pa.RecordBatch, list[Bad], dict[str, int], int]:
         """(good Arrow batch, bad rows, warning counts, rows filtered out by incremental state)."""
         filtered = 0
+        bad: list[Bad] = []
+        if ERROR in df.columns:
+            df, bad = _split_unparsed(df)
         typed, bad_mask = self.coercer.apply(df)
         if self.row_filter is not None:  # on typed values: 10 > 9 even when the file says '10'
             keep = self.row_filter(typed)
             filtered = df.height - int(keep.sum())
             if filtered:
                 df, typed, bad_mask = df.filter(keep), typed.filter(keep), bad_mask.filter(keep)
-        bad: list[Bad] = []
         if bad_mask.any():
             raw = df.filter(bad_mask)
             why = self.coercer.reasons(raw)
@@ -89,6 +91,34 @@ class Transform:
         return good, bad, warned, filtered
 
 
+def _split_unparsed(df: pl.DataFrame) -> tuple[pl.DataFrame, list[Bad]]:
+    """Rows a source marked unparsable (``_conduit_error``) become bad rows with their raw text."""
+    mask = df.get_column(ERROR).is_not_null()
+    extra = [c for c in (ERROR, RAW) if c in df.columns]
+    if not mask.any():
+        return df.drop(extra), []
+    rows = df.filter(mask)
+    bad = Bad(rows.drop(ERROR).select(RAW, pl.exclude(RAW)) if RAW in rows.columns else rows.drop(ERROR), "parse", rows.get_column(ERROR))
+    return df.filter(~mask).drop(extra), [bad]
+
+
+def sample(part: Part, rows: int) -> pl.DataFrame:
+    """The first ``rows`` parsable rows of a lazily scanned part (for type inference)."""
+    assert isinstance(part.frame, pl.LazyFrame)
+    try:
+        df = part.frame.head(rows).collect()
+    except pl.exceptions.PolarsError:
+        if part.fallback is None:
+            raise
+        first = next(iter(part.fallback(0, rows)), None)
+        df = first if first is not None else part.frame.clear().collect()
+    if RECHECK in df.columns:
+        df = df.filter(~pl.col(RECHECK)).drop(RECHECK)
+    if ERROR in df.columns:
+        df = df.filter(pl.col(ERROR).is_null()).drop([c for c in (ERROR, RAW) if c in df.columns])
+    return df
+
+
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """Reorder/cast ``table`` to ``schema`` (missing columns become nulls)."""
     cols = []
@@ -107,12 +137,29 @@ def frames(part: Part, batch_size: int, skip: int) -> Iterator[pl.DataFrame]:
         lf = part.frame
         if skip:
             lf = lf.filter(pl.col(ROW_NUMBER) > skip)
-        yield from lf.collect_batches(chunk_size=batch_size)
+        done = skip
+        try:
+            for df in lf.collect_batches(chunk_size=batch_size):
+                if RECHECK in df.columns:
+                    if part.fallback is not None and df.get_column(RECHECK).any():
+                        first = int(df.filter(pl.col(RECHECK)).get_column(ROW_NUMBER).min())  # type: ignore[arg-type]
+                        yield df.filter(pl.col(ROW_NUMBER) < first).drop(RECHECK)
+                        yield from part.fallback(first - 1, batch_size)
+                        return
+                    df = df.drop(RECHECK)
+                if df.height:
+                    done = int(df.get_column(ROW_NUMBER).max())  # type: ignore[arg-type]
+                yield df
+        except pl.exceptions.PolarsError:
+            if part.fallback is None:
+                raise
+            yield from part.fallback(done, batch_size)
         return
     offset = 0
     for rb in part.frame:
-        df = pl.from_arrow(rb)
-        assert isinstance(df, pl.DataFrame)
+        converted = pl.from_arrow(rb)
+        assert isinstance(converted, pl.DataFrame)
+        df = converted
         n = df.height
         if offset + n > skip:
             df = df.with_columns(pl.int_range(offset + 1, offset + n + 1, dtype=pl.Int64).alias(ROW_NUMBER))

@@ -254,6 +254,8 @@ def _discard(ctx: Context, run_id: str, store: Any) -> None:
 
 
 def _run_resource(ctx: Context, res: ResourceConfig, incremental: Any) -> ResourceResult:
+    from conduit import schema as sch
+
     opts = ctx.project.table_options(res)
     result = ResourceResult(res.name)
     started = time.monotonic()
@@ -262,7 +264,8 @@ def _run_resource(ctx: Context, res: ResourceConfig, incremental: Any) -> Resour
         source, dest = ctx.source(res.source), ctx.destination(res.destination)
         table = opts.table or dest.default_table(res.name)
         result.table = table
-        load = Load(f"{ctx.run_id}_{res.name}", ctx.run_id, res.name, table, opts)
+        json_columns = [c for c, t in res.columns.items() if sch.is_json_type(t)]
+        load = Load(f"{ctx.run_id}_{res.name}", ctx.run_id, res.name, table, opts, json_columns=json_columns)
         state = incremental.State.load(store, res, ctx.full_refresh)
         result.hwm_before = state.before_text
         store.start_resource(ctx.run_id, res.name, res.source, res.destination, table, opts.write_mode, state.before_text)
@@ -327,7 +330,7 @@ def _load(ctx: Context, res: ResourceConfig, source: Source, dest: Destination, 
     result.rows_dlq += dlq.resume(chunk_no)
     if staged:
         ctx.reporter.message(f"{res.name}: resuming after {chunk_no} staged chunk(s), {result.rows_written:,} rows already staged")
-    checks = quality.Checks(res)
+    checks = quality.Checks(res, ctx.project)
     transform = None
     names: list[str] = []
     for part_index, part in enumerate(source.parts(task)):
@@ -461,26 +464,28 @@ def _make_transform(ctx: Context, res: ResourceConfig, dest: Destination, part: 
     import polars as pl
 
     from conduit import schema as sch
-    from conduit._pipeline import Transform
+    from conduit._pipeline import Transform, sample
     from conduit.coerce import Coercer
-    from conduit.connectors.base import ROW_NUMBER, SEQ
+    from conduit.connectors.base import ERROR, RAW, RECHECK, ROW_NUMBER, SEQ
 
-    if isinstance(part.frame, pl.LazyFrame):
-        in_schema = part.frame.collect_schema()
-    else:
-        in_schema = pl.DataFrame(part.frame.schema.empty_table()).schema  # type: ignore[union-attr]
+    lazy = isinstance(part.frame, pl.LazyFrame)
+    in_schema = part.frame.collect_schema() if lazy else pl.DataFrame(part.frame.schema.empty_table()).schema  # type: ignore[union-attr]
+    in_schema = pl.Schema({k: v for k, v in in_schema.items() if k not in (ROW_NUMBER, ERROR, RAW, RECHECK)})
+    existing = None if load.write_mode == "replace" else dest.table_schema(load.table)
     targets: dict[str, pl.DataType] = {}
     if part.text_columns:
         sample_rows = getattr(getattr(ctx.source(res.source), "format_opts", None), "infer_rows", 100_000)
-        sample = part.frame.head(sample_rows).collect()
-        targets.update(sch.infer_text_types(sample.drop(ROW_NUMBER)))
+        targets.update(sch.infer_text_types(sample(part, sample_rows).drop(ROW_NUMBER)))
+        if existing is not None:  # text columns take the existing table's types
+            have = pl.DataFrame(existing.empty_table()).schema
+            utc = {c: pl.Datetime(t.time_unit, "UTC") if isinstance(t, pl.Datetime) and t.time_zone else t for c, t in have.items()}
+            targets.update({c: utc[c] for c in targets if c in utc and utc[c] != pl.Null})
     targets.update({col: sch.parse_type(t) for col, t in res.columns.items()})
     targets = {c: t for c, t in targets.items() if c in in_schema}
     coercer = Coercer(targets)
-    out = coercer.output_schema(pl.Schema({k: v for k, v in in_schema.items() if k != ROW_NUMBER}))
+    out = coercer.output_schema(in_schema)
     arrow_schema = pl.DataFrame(schema=out).to_arrow().schema
     drop: list[str] = []
-    existing = None if load.write_mode == "replace" else dest.table_schema(load.table)
     if existing is not None:
         changes = sch.diff(arrow_schema, existing)
         apply, drop = sch.decide(changes, load.options.schema_evolution, load.table, lambda c: dest.ddl_for(load.table, c))

@@ -126,6 +126,8 @@ class State:
 
         def keep(df: pl.DataFrame) -> pl.Series:
             col = df.get_column(column)
+            if isinstance(col.dtype, pl.Datetime) and col.dtype.time_zone:
+                col = col.dt.convert_time_zone("UTC")
             above = col > (str(value) if col.dtype == pl.String else value)
             return above.fill_null(new_part)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import builtins
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 ROW_NUMBER = "_conduit_row_number"
 SEQ = "_conduit_seq"
+ERROR = "_conduit_error"  # a source sets it (non-null) on rows it could not parse...
+RAW = "_conduit_raw"  # ...and keeps the raw text here; the engine dead-letters those rows
+RECHECK = "_conduit_recheck"  # true on a row the fast reader may have misread: re-read from it via Part.fallback
 
 
 @dataclass(frozen=True)
@@ -74,13 +77,18 @@ class Part:
     """One unit of a source (a file, a query): its frame and, for files, its name.
 
     ``frame`` carries a ``_conduit_row_number`` column (1-based within the part) when
-    the source can number rows; the engine uses it for dead letters and resume.
+    the source can number rows; the engine uses it for dead letters and resume. Rows
+    the source could not parse carry a non-null ``_conduit_error`` (and ``_conduit_raw``).
+    ``fallback(after, batch_size)``, when set, is how to go on reading after a read
+    error in ``frame``: batches of the rows numbered above ``after``, malformed rows
+    marked rather than raised.
     """
 
     name: str
     frame: pl.LazyFrame | pa.RecordBatchReader
     text_columns: bool = False
     bytes: int = 0
+    fallback: Callable[[int, int], Iterator[pl.DataFrame]] | None = None
 
 
 @dataclass

@@ -185,18 +185,19 @@ class CsvSource(FileSource):
     format, extensions = "csv", (".csv", ".csv.gz", ".tsv", ".txt")
 
     def scan(self, url: str) -> pl.LazyFrame:
-        """Every column as text; types come from :mod:`conduit.coerce`."""
+        """Every column as text; types come from :mod:`conduit.coerce`; short rows are marked."""
+        from conduit.connectors import _csvlines
+
         o: CsvOptions = self.format_opts  # type: ignore[assignment]
         source = url
         if o.encoding.lower() not in _UTF8:
             source = _transcode(self.fs, url, o.encoding)
-        return pl.scan_csv(
+        lf = pl.scan_csv(
             source,
             separator=o.delimiter,
             quote_char=o.quote,
             has_header=o.header,
             infer_schema=False,
-            null_values=o.null_values or None,
             empty_string_is_null=False,
             comment_prefix=o.comment,
             skip_rows=o.skip_rows,
@@ -206,6 +207,24 @@ class CsvSource(FileSource):
             storage_options=self._storage if is_url(source) else None,
             raise_if_empty=False,
         )
+        names = [c for c in lf.collect_schema() if c != ROW_NUMBER]
+        return _csvlines.finish(lf, names, o.null_values) if names else lf
+
+    def parts(self, task: Task) -> Iterator[Part]:
+        """One part per file; a file the fast reader rejects goes on through the tolerant path."""
+        for part in super().parts(task):
+            part.fallback = self._fallback(part.name, part.frame)  # type: ignore[arg-type]
+            yield part
+
+    def _fallback(self, url: str, frame: pl.LazyFrame) -> Any:
+        from conduit.connectors import _csvlines
+
+        def read(after: int, batch_size: int) -> Iterator[pl.DataFrame]:
+            names = [c for c in frame.collect_schema() if not c.startswith("_conduit_")]
+            with self.fs.open(url, "rb") as fh:
+                yield from _csvlines.records(fh, self.format_opts, names, after, batch_size)
+
+        return read
 
 
 class NdjsonSource(FileSource):
