@@ -27,6 +27,7 @@ demo: venv
 	$(CONDUIT) query --config $(DEMO_DIR)/ingest.yml "SELECT _conduit_resource, _conduit_row_number, _conduit_check, _conduit_error FROM dlq"
 
 test: dev
+	bash tests/stand_ins/setup_bqemulator.sh $(CURDIR)/.venv-bqemu
 	$(PY) tests/services.py check
 	$(PY) -m pytest -q
 
@@ -38,4 +39,4 @@ bench: dev
 	$(PY) -m benchmarks.run --sf $(SF)
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache benchmarks/data
+	rm -rf $(VENV) .venv-bqemu $(DEMO_DIR) .pytest_cache benchmarks/data

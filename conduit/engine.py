@@ -333,9 +333,11 @@ def _load(ctx: Context, res: ResourceConfig, source: Source, dest: Destination, 
     checks = quality.Checks(res, ctx.project)
     transform = None
     names: list[str] = []
+    header_only = True  # every part is a CSV file with bytes (a header) but, so far, no rows
     for part_index, part in enumerate(source.parts(task)):
         result.bytes_read += part.bytes
         names.append(part.name)
+        header_only = header_only and part.text_columns and part.bytes > 0
         if transform is None:
             transform = _make_transform(ctx, res, dest, part, load, checks, state)
         transform.row_filter = state.row_filter(part.name)
@@ -356,7 +358,7 @@ def _load(ctx: Context, res: ResourceConfig, source: Source, dest: Destination, 
             checks.enforce_limits(result)
     if transform is None:
         return
-    if result.rows_read == 0 and result.bytes_read > 0 and state.before is None:
+    if result.rows_read == 0 and header_only and state.before is None:
         msg = f"{res.name}: no data rows in {', '.join(names)} (header only)"
         raise SourceError(msg)
     load.schema = transform.schema

@@ -13,6 +13,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pyarrow as pa
 import pytest
 import yaml
@@ -110,8 +111,10 @@ def test_replace_existing_table_swaps(sf: SnowflakeHarness, tmp_path: Path) -> N
 
 def test_empty_source_creates_table(sf: SnowflakeHarness, tmp_path: Path) -> None:
     table = sf.table_name("empty")
-    cfg = write_project(tmp_path, sf.destination_yaml(tmp_path), {"path": "e.csv", "table": table}, {"e.csv": "a,b\n"})
-    run_ok(cfg)
+    cfg = write_project(tmp_path, sf.destination_yaml(tmp_path), {"path": "e.parquet", "table": table}, {})
+    cfg.write_text(cfg.read_text().replace("type: csv", "type: parquet"))
+    pl.DataFrame({"a": [], "b": []}, schema={"a": pl.Int64, "b": pl.String}).write_parquet(tmp_path / "e.parquet")
+    run_ok(cfg)  # an empty Parquet file is a valid empty source (a header-only CSV is an error)
     assert sf.count(table) == 0
 
 
