@@ -112,6 +112,11 @@ class DestinationConfig(ConnectorConfig):
 
     defaults: TableOptions = Field(default_factory=TableOptions, exclude=True)
 
+    @property
+    def options(self) -> dict[str, Any]:
+        """The connector-specific keys; table-shaped keys (``partition_by``, ...) are in ``defaults``."""
+        return {k: v for k, v in (self.model_extra or {}).items() if k not in TableOptions.model_fields}
+
 
 class ResourceConfig(TableOptions):
     """An entry of ``resources``: what to move from which source to which destination."""
@@ -252,7 +257,7 @@ def _check_connectors(project: Project) -> None:
                 raise ConfigError(msg)
             options = entry.options
             if isinstance(entry, DestinationConfig):
-                table_keys = {k: options.pop(k) for k in list(options) if k in TableOptions.model_fields}
+                table_keys = {k: v for k, v in (entry.model_extra or {}).items() if k in TableOptions.model_fields}
                 entry.defaults = TableOptions.model_validate(table_keys)
             try:
                 validated = cls.Options.model_validate(options)
