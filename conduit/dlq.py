@@ -73,6 +73,15 @@ class DeadLetters:
         df.write_parquet(parts / f"{self.resource}-{chunk:05d}.parquet")
         return df.height
 
+    def take(self) -> list[pl.DataFrame]:
+        """Detach the queued rows (parallel staging keeps them with their chunk)."""
+        pending, self._pending = self._pending, []
+        return pending
+
+    def restore(self, pending: list[pl.DataFrame]) -> None:
+        """Queue rows detached by :meth:`take` again (before :meth:`flush_chunk`)."""
+        self._pending = pending + self._pending
+
     def discard(self) -> None:
         """Drop queued rows (the chunk was not staged)."""
         self._pending.clear()

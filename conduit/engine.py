@@ -25,6 +25,7 @@ from conduit.errors import ConduitError, ConfigError, SourceError, UsageError
 from conduit.progress import Reporter
 
 CHUNK_BATCHES = 8  # a chunk (the unit of checkpoint and resume) is up to this many batches
+PARALLEL_CHUNK_BATCHES = 2  # smaller chunks when several stage at once (keeps memory bounded)
 
 
 @dataclass
@@ -282,10 +283,20 @@ def _run_resource(ctx: Context, res: ResourceConfig, incremental: Any) -> Resour
             pass
     result.duration_s = time.monotonic() - started
     store.finish_resource(
-        ctx.run_id, res.name, status=result.status, rows_read=result.rows_read, rows_written=result.rows_written,
-        rows_dlq=result.rows_dlq, rows_warned=result.rows_warned, rows_filtered=result.rows_filtered,
-        bytes_read=result.bytes_read, error=(result.error or "").split("\n")[0] or None, dlq_path=result.dlq_path,
-        checks_json=result.checks, duration_s=result.duration_s, **fields,
+        ctx.run_id,
+        res.name,
+        status=result.status,
+        rows_read=result.rows_read,
+        rows_written=result.rows_written,
+        rows_dlq=result.rows_dlq,
+        rows_warned=result.rows_warned,
+        rows_filtered=result.rows_filtered,
+        bytes_read=result.bytes_read,
+        error=(result.error or "").split("\n")[0] or None,
+        dlq_path=result.dlq_path,
+        checks_json=result.checks,
+        duration_s=result.duration_s,
+        **fields,
     )
     ctx.reporter.finish(res.name, result.summary().split("\n")[0], result.status != "failed")
     return result
@@ -301,7 +312,7 @@ def _safe(fn: Any) -> Any:
 def _load(ctx: Context, res: ResourceConfig, source: Source, dest: Destination, task: Task, load: Load, result: ResourceResult, state: Any) -> None:
     """Stream every part through the transform into staged chunks, then publish once."""
     from conduit import quality
-    from conduit._pipeline import prefetch, stream_part
+    from conduit._pipeline import ParallelStager, prefetch, stream_part
     from conduit.dlq import DeadLetters
     from conduit.store import Store
 
@@ -315,25 +326,45 @@ def _load(ctx: Context, res: ResourceConfig, source: Source, dest: Destination, 
     checks = quality.Checks(res)
     transform = None
     names: list[str] = []
-    for part_index, part in enumerate(source.parts(task)):
-        result.bytes_read += part.bytes
-        names.append(part.name)
-        if transform is None:
-            transform = _make_transform(ctx, res, dest, part, load, checks, state)
-        steps = prefetch(stream_part(part, part_index, transform, batch_size, positions.get(part.name, 0)))
-        for chunk_steps in _chunks(steps):
-            cursor = StagedChunk(chunk_no, part.name, positions.get(part.name, 0), 0)
-            reader = _reader(chunk_steps, transform.schema, cursor, result, dlq, ctx, state)
-            try:
-                rows = dest.stage(load, cursor, reader)
-            except BaseException:
-                dlq.discard()
-                raise
-            dlq.flush_chunk(chunk_no)
-            ctx.store.checkpoint(ctx.run_id, res.name, chunk_no, rows, part.name, cursor.rows_read_end)
-            result.rows_written += rows
-            chunk_no += 1
-            checks.enforce_limits(result)
+    workers = max(1, dest.capabilities.parallel_stage)
+    stager = None
+    try:
+        for part_index, part in enumerate(source.parts(task)):
+            result.bytes_read += part.bytes
+            names.append(part.name)
+            if transform is None:
+                transform = _make_transform(ctx, res, dest, part, load, checks, state)
+                if workers > 1:
+                    stager = ParallelStager(lambda cursor, reader: dest.stage(load, cursor, reader), transform.schema, workers)
+            steps = prefetch(stream_part(part, part_index, transform, batch_size, positions.get(part.name, 0)))
+            for chunk_steps in _chunks(steps, PARALLEL_CHUNK_BATCHES if stager else CHUNK_BATCHES):
+                cursor = StagedChunk(chunk_no, part.name, positions.get(part.name, 0), 0)
+                if stager is not None:
+                    feed = stager.start(cursor)
+                    for step in chunk_steps:
+                        _account(step, cursor, result, dlq, ctx, state)
+                        stager.put(feed, step.good)
+                    stager.seal(feed, dlq.take())
+                    for done, rows in stager.finished():
+                        _staged(ctx, res, done.cursor, rows, result, dlq, checks, done.pending)
+                    chunk_no += 1
+                    continue
+                reader = _reader(chunk_steps, transform.schema, cursor, result, dlq, ctx, state)
+                try:
+                    rows = dest.stage(load, cursor, reader)
+                except BaseException:
+                    dlq.discard()
+                    raise
+                _staged(ctx, res, cursor, rows, result, dlq, checks)
+                chunk_no += 1
+        for done, rows in stager.finished(wait=True) if stager else []:
+            _staged(ctx, res, done.cursor, rows, result, dlq, checks, done.pending)
+    except BaseException:
+        dlq.discard()
+        raise
+    finally:
+        if stager is not None:
+            stager.shutdown()
     if transform is None:
         return
     if result.rows_read == 0 and result.bytes_read > 0 and state.before is None:
@@ -349,8 +380,18 @@ def _load(ctx: Context, res: ResourceConfig, source: Source, dest: Destination, 
     _record_schema(ctx, res, load)
 
 
-def _chunks(steps: Iterator[Any]) -> Iterator[Iterator[Any]]:
-    """Split a step stream into chunks of up to ``CHUNK_BATCHES`` steps, lazily."""
+def _staged(ctx: Context, res: ResourceConfig, cursor: StagedChunk, rows: int, result: ResourceResult, dlq: Any, checks: Any, pending: Any = None) -> None:
+    """Bookkeeping after a chunk is staged: its dead letters, the checkpoint, limits."""
+    if pending is not None:
+        dlq.restore(pending)
+    dlq.flush_chunk(cursor.chunk)
+    ctx.store.checkpoint(ctx.run_id, res.name, cursor.chunk, rows, cursor.part, cursor.rows_read_end)
+    result.rows_written += rows
+    checks.enforce_limits(result)
+
+
+def _chunks(steps: Iterator[Any], size: int = 8) -> Iterator[Iterator[Any]]:
+    """Split a step stream into chunks of up to ``size`` steps, lazily."""
     it = iter(steps)
     while True:
         try:
@@ -360,7 +401,7 @@ def _chunks(steps: Iterator[Any]) -> Iterator[Iterator[Any]]:
 
         def chunk(first: Any = first) -> Iterator[Any]:
             yield first
-            for _, step in zip(range(CHUNK_BATCHES - 1), it, strict=False):
+            for _, step in zip(range(size - 1), it, strict=False):
                 yield step
 
         yield chunk()
@@ -371,22 +412,27 @@ def _reader(steps: Iterator[Any], schema: Any, cursor: StagedChunk, result: Reso
 
     def batches() -> Iterator[pa.RecordBatch]:
         for step in steps:
-            result.rows_read += step.rows_read
-            result.rows_filtered += step.filtered
-            cursor.rows_read_end = step.rows_read_end
-            for name, n in step.warned.items():
-                result.rows_warned += n
-                result.checks[f"warn {name}"] = result.checks.get(f"warn {name}", 0) + n
-            for bad in step.bad:
-                dlq.add(bad.rows, cursor.part, bad.rows.get_column("_conduit_row_number"), bad.check, bad.error)
-                result.rows_dlq += bad.rows.height
-                for name, n in _count_checks(bad).items():
-                    result.checks[name] = result.checks.get(name, 0) + n
-            state.observe(step.good)
-            ctx.reporter.advance(result.name, step.rows_read)
+            _account(step, cursor, result, dlq, ctx, state)
             yield step.good
 
     return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+def _account(step: Any, cursor: StagedChunk, result: ResourceResult, dlq: Any, ctx: Context, state: Any) -> None:
+    """Count one step, queue its bad rows, advance the chunk's source position."""
+    result.rows_read += step.rows_read
+    result.rows_filtered += step.filtered
+    cursor.rows_read_end = step.rows_read_end
+    for name, n in step.warned.items():
+        result.rows_warned += n
+        result.checks[f"warn {name}"] = result.checks.get(f"warn {name}", 0) + n
+    for bad in step.bad:
+        dlq.add(bad.rows, cursor.part, bad.rows.get_column("_conduit_row_number"), bad.check, bad.error)
+        result.rows_dlq += bad.rows.height
+        for name, n in _count_checks(bad).items():
+            result.checks[name] = result.checks.get(name, 0) + n
+    state.observe(step.good)
+    ctx.reporter.advance(result.name, step.rows_read)
 
 
 def _count_checks(bad: Any) -> dict[str, int]:
@@ -422,13 +468,15 @@ def _make_transform(ctx: Context, res: ResourceConfig, dest: Destination, part: 
     out = coercer.output_schema(pl.Schema({k: v for k, v in in_schema.items() if k != ROW_NUMBER}))
     arrow_schema = pl.DataFrame(schema=out).to_arrow().schema
     drop: list[str] = []
+    load.json_columns = [c for c, t in res.columns.items() if sch.is_json_type(t)]
     existing = None if load.write_mode == "replace" else dest.table_schema(load.table)
     if existing is not None:
         changes = sch.diff(arrow_schema, existing)
         apply, drop = sch.decide(changes, load.options.schema_evolution, load.table, lambda c: dest.ddl_for(load.table, c))
         if apply:
             dest.evolve(load.table, apply)
-            ctx.reporter.message(f"{res.name}: schema changed: " + "; ".join(c.describe() for c in apply))
+            load.changes = [c.describe() for c in apply]
+            ctx.reporter.message(f"{res.name}: schema changed: " + "; ".join(load.changes))
         if drop:
             ctx.reporter.message(f"{res.name}: warning: columns not in {load.table} are not loaded: {', '.join(drop)}")
             arrow_schema = pa_drop(arrow_schema, drop)
@@ -451,4 +499,4 @@ def _record_schema(ctx: Context, res: ResourceConfig, load: Load) -> None:
     fields = [{"name": f.name, "type": str(f.type)} for f in load.schema or [] if not f.name.startswith("_conduit")]
     text = json.dumps(fields)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    ctx.store.record_schema(res.name, text, digest, ctx.run_id, "initial or changed schema")
+    ctx.store.record_schema(res.name, text, digest, ctx.run_id, "; ".join(load.changes) or "initial or changed schema")

@@ -38,7 +38,10 @@ class Capabilities:
     write_modes
         The write modes a destination publishes atomically.
     parallel_stage
-        How many chunks the destination may stage at once (separate connections).
+        How many chunks the destination may stage at once. Above 1, the engine calls
+        ``stage`` from that many threads at once (the destination uses a connection per
+        thread) and ends each chunk's reader only after the previous chunk was staged,
+        so chunks commit in order.
     schema_evolution
         Whether the destination can add and widen columns (``schema_evolution: auto``).
     incremental_pushdown
@@ -93,6 +96,7 @@ class Load:
     options: ResolvedTable
     schema: pa.Schema | None = None
     json_columns: list[str] = field(default_factory=list)
+    changes: list[str] = field(default_factory=list)
 
     @property
     def write_mode(self) -> str:
