@@ -209,10 +209,10 @@ class ParallelStager:
     only after the previous chunk has been staged, so a destination that commits after
     exhausting its reader commits chunks in order: the ledger is always a prefix and
     resume semantics are those of sequential staging. Memory is bounded: at most
-    ``workers + 1`` chunks are open, each holding at most ``depth`` batches.
+    ``workers`` chunks are open, each holding at most ``depth`` queued batches.
     """
 
-    def __init__(self, stage: Callable[[Any, pa.RecordBatchReader], int], schema: pa.Schema, workers: int, depth: int = 2):
+    def __init__(self, stage: Callable[[Any, pa.RecordBatchReader], int], schema: pa.Schema, workers: int, depth: int = 1):
         from collections import deque
         from concurrent.futures import ThreadPoolExecutor
 
@@ -221,9 +221,12 @@ class ParallelStager:
         self._depth = depth
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="conduit-stage")
         self._open: deque[Feed] = deque()
+        self._slots = threading.Semaphore(workers)
 
     def start(self, cursor: Any) -> Feed:
-        """Open a chunk and hand it to a worker."""
+        """Open a chunk and hand it to a worker (waits while every worker is busy)."""
+        while not self._slots.acquire(timeout=0.1):
+            self._raise_failed()
         prev = self._open[-1] if self._open else None
         feed = Feed(cursor, queue.Queue(maxsize=self._depth))
         reader = pa.RecordBatchReader.from_batches(self._schema, self._batches(feed, prev))
@@ -251,6 +254,7 @@ class ParallelStager:
             return rows
         finally:
             feed.done.set()
+            self._slots.release()
 
     def _raise_failed(self) -> None:
         for feed in self._open:
