@@ -43,7 +43,7 @@ def _nested(t: pa.DataType) -> bool:
 
 def pg_column(t: pa.DataType, json: bool = False) -> PgColumn:
     """The PostgreSQL types for Arrow type ``t`` (``json``: a column declared ``json``)."""
-    if isinstance(t, pa.ExtensionType):
+    if isinstance(t, pa.BaseExtensionType):
         if t.extension_name == "arrow.json":
             return PgColumn("jsonb", "text", pa.string())
         if t.extension_name == "arrow.uuid":
@@ -107,7 +107,7 @@ def to_json_text(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
 
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
-    if isinstance(arr.type, pa.ExtensionType):
+    if isinstance(arr.type, pa.BaseExtensionType):
         return arr.storage.cast(pa.string())
     if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type) or pa.types.is_string_view(arr.type):
         return arr.cast(pa.string())
@@ -185,7 +185,7 @@ def readable_schema(schema: pa.Schema) -> pa.Schema:
 
 def _readable_type(f: pa.Field) -> pa.DataType:
     t = f.type
-    if isinstance(t, pa.ExtensionType):
+    if isinstance(t, pa.BaseExtensionType):
         meta = f.metadata or {}
         if getattr(t, "type_name", None) == "numeric":
             return numeric_type(int(meta.get(b"POSTGRESQL:typmod", b"-1")))
@@ -205,7 +205,7 @@ def readable(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
         if arr.type == f.type:
             arrays.append(arr)
             continue
-        if isinstance(arr.type, pa.ExtensionType):
+        if isinstance(arr.type, pa.BaseExtensionType):
             storage = arr.storage
             if arr.type.extension_name == "arrow.uuid":
                 import polars as pl

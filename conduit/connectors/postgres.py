@@ -131,7 +131,7 @@ class PostgresDestination(Destination):
         self._main: Any = None
         self._local = threading.local()
         self._all: list[Any] = []
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._ready: set[str] = set()
         self.ledger = quote(options.db_schema)
 
