@@ -24,7 +24,7 @@ from conduit._sql import column_list, qualified, quote, split_table
 from conduit.connectors.base import SEQ, Load
 
 Catalog = list[tuple[str, str, bool, str]]
-Statements = list[tuple[str, list[Any] | None]]
+Statements = list[tuple[str, Any]]  # params: a list, None, or a function of the row counts so far
 
 
 def final_columns(load: Load, stage: Catalog | None) -> list[tuple[str, str, bool]]:
@@ -55,12 +55,17 @@ def table_sql(table: str) -> str:
     return qualified(table)
 
 
+def _convert(expr: str, target_type: str) -> str:
+    """``expr`` (staged as text) as ``target_type``; empty JSON text is NULL."""
+    if target_type in ("jsonb", "json"):
+        return f"CAST(NULLIF({expr}, '') AS {target_type})"
+    return f"CAST({expr} AS {target_type})"
+
+
 def _value(column: str, stage_type: str, target_type: str) -> str:
-    """``s.col``, cast explicitly only where no assignment cast exists (text -> json)."""
-    if target_type in ("jsonb", "json") and stage_type != target_type:
-        return f"CAST(s.{quote(column)} AS {target_type})"
-    if target_type.startswith("numeric") and stage_type == "text":
-        return f"CAST(s.{quote(column)} AS {target_type})"
+    """``s.col``, cast explicitly only where no assignment cast exists (text -> json, numeric)."""
+    if stage_type == "text" and (target_type in ("jsonb", "json") or target_type.startswith("numeric")):
+        return _convert(f"s.{quote(column)}", target_type)
     return f"s.{quote(column)}"
 
 
@@ -92,9 +97,13 @@ def plan_publish(load: Load, default_schema: str, stage: Catalog | None, target:
             out.append((create_table(full_target, final_columns(load, None), keys), None))
         return out, None
     stage_types = {c: t for c, t, _, _ in stage}
+    if load.schema is not None:
+        from conduit.connectors._pg_types import columns_for
+
+        stage_types.update({c: col.stage for c, col in columns_for(load.schema, load.json_columns).items()})
     final = final_columns(load, stage)
     if replacing and load.write_mode != "merge" and stage[0][3] == "p":
-        alter = [f"ALTER COLUMN {quote(c)} TYPE {t} USING {quote(c)}::{t}" for c, t, _ in final if stage_types.get(c) != t]
+        alter = [f"ALTER COLUMN {quote(c)} TYPE {t} USING {_convert(quote(c), t)}" for c, t, _ in final if stage_types.get(c) != t]
         if alter:
             out.append((f"ALTER TABLE {st} {', '.join(alter)}", None))
         if keys:

@@ -127,7 +127,7 @@ class PostgresDestination(Destination):
 
     def __init__(self, name: str, options: PostgresOptions, project_dir: Path):
         super().__init__(name, options, project_dir)
-        self.capabilities = replace(type(self).capabilities, parallel_stage=options.copy_streams)
+        self.capabilities = replace(type(self).capabilities, parallel_stage=options.copy_streams)  # type: ignore[misc]
         self._main: Any = None
         self._local = threading.local()
         self._all: list[Any] = []
@@ -192,7 +192,7 @@ class PostgresDestination(Destination):
     def _run(self, statements: list[tuple[str, Any]], what: str, conn: Any = None) -> list[int]:
         """Run statements in one transaction on ``conn`` (main); return their row counts."""
         conn = conn or self.conn
-        counts = []
+        counts: list[int] = []
         try:
             with conn.cursor() as cur:
                 for sql, params in statements:
@@ -344,7 +344,7 @@ class PostgresDestination(Destination):
         """Drop the staging table (wherever it is) and the load's ledger rows."""
         name = stage_name(load.load_id)
         schemas = self._fetch("SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = $1", [name])
-        statements: list[tuple[str, list[Any] | None]] = [(f"DROP TABLE IF EXISTS {quote(s[0])}.{quote(name)}", None) for s in schemas]
+        statements: list[tuple[str, Any]] = [(f"DROP TABLE IF EXISTS {quote(s[0])}.{quote(name)}", None) for s in schemas]
         statements.append((f"DELETE FROM {self.ledger}._conduit_chunks WHERE load_id = $1", [load.load_id]))
         self._run(statements, f"{load.resource}: dropping staged data failed")
         with self._lock:

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import services  # noqa: E402
+import services
 
 
 class Harness(Protocol):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from harness import Harness
+from harness import HARNESSES, Harness
 
 import conduit
 from conduit.config import ResolvedTable
@@ -25,6 +26,16 @@ from conduit.connectors import registry
 from conduit.connectors.base import Load, StagedChunk
 
 UTC = dt.UTC
+
+
+@pytest.fixture(params=sorted(HARNESSES))
+def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
+    """A destination harness per registered type (closed afterwards when it has ``close``)."""
+    h = HARNESSES[request.param]()
+    yield h
+    close = getattr(h, "close", None)
+    if close is not None:
+        close()
 
 
 def project(tmp_path: Path, harness: Harness, table: str, files: dict[str, pa.Table], **resource: Any) -> Path:
