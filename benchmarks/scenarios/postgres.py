@@ -6,6 +6,7 @@ timed in the same repetition, so ratios compare like with like on a shared machi
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,19 +26,23 @@ def _psql(env: Env, sql: str) -> str:
     return subprocess.run(["psql", env.pg_uri, "-v", "ON_ERROR_STOP=1", "-Atqc", sql], check=True, capture_output=True, text=True).stdout
 
 
+COLUMNS = ", columns: {l_quantity: 'decimal(15,2)', l_extendedprice: 'decimal(15,2)', l_discount: 'decimal(15,2)', l_tax: 'decimal(15,2)', l_linenumber: integer}"
+BATCH = int(os.environ.get("CONDUIT_BENCH_BATCH", "0"))  # 0: Conduit's default batch_size
+
+
 def _prepare(fmt: str, target: str, mode: str, precreate: bool) -> object:
     def prepare(env: Env) -> None:
         _psql(env, f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
         _psql(env, f"CREATE SCHEMA {SCHEMA}")
         _psql(env, f"CREATE TABLE {SCHEMA}.lineitem_base ({DDL.format(linenumber='integer')})")
         if precreate:
-            _psql(env, f"CREATE TABLE {SCHEMA}.{target} ({DDL.format(linenumber='bigint' if fmt == 'csv' else 'integer')})")
+            _psql(env, f"CREATE TABLE {SCHEMA}.{target} ({DDL.format(linenumber='integer')})")
         source = f"{{name: files, type: {fmt}, path: {env.data / fmt}}}"
         (env.work / "ingest.yml").write_text(
             f"state_path: {env.work / 'state.duckdb'}\n"
             f"sources: [{source}]\n"
             f"destinations: [{{name: pg, type: postgresql, connection_string: '{env.pg_uri}', db_schema: {SCHEMA}}}]\n"
-            f"resources: [{{name: {target}, source: files, destination: pg, path: lineitem.{fmt}, write_mode: {mode}}}]\n"
+            f"resources: [{{name: {target}, source: files, destination: pg, path: lineitem.{fmt}, write_mode: {mode}{f', batch_size: {BATCH}' if BATCH else ''}{COLUMNS if fmt == 'csv' else ''}}}]\n"
         )
 
     return prepare
