@@ -76,6 +76,15 @@ class DeadLetters:
         df.write_parquet(self._part(chunk))
         return df.height
 
+    def take(self) -> list[pl.DataFrame]:
+        """Detach the queued rows (parallel staging keeps them with their chunk)."""
+        pending, self._pending = self._pending, []
+        return pending
+
+    def restore(self, pending: list[pl.DataFrame]) -> None:
+        """Queue rows detached by :meth:`take` again (before :meth:`flush_chunk`)."""
+        self._pending = pending + self._pending
+
     def _part(self, chunk: int) -> Path:
         return self.dir / "_parts" / f"{self.resource}-{chunk:05d}.parquet"
 

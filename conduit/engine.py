@@ -25,6 +25,7 @@ from conduit.errors import ConduitError, ConfigError, QualityCheckFailed, Source
 from conduit.progress import Reporter
 
 CHUNK_BATCHES = 8  # a chunk (the unit of checkpoint and resume) is up to this many batches
+PARALLEL_CHUNK_BATCHES = 2  # smaller chunks when several stage at once (keeps memory bounded)
 
 
 @dataclass
@@ -292,10 +293,20 @@ def _run_resource(ctx: Context, res: ResourceConfig, incremental: Any) -> Resour
             pass
     result.duration_s = time.monotonic() - started
     store.finish_resource(
-        ctx.run_id, res.name, status=result.status, rows_read=result.rows_read, rows_written=result.rows_written,
-        rows_dlq=result.rows_dlq, rows_warned=result.rows_warned, rows_filtered=result.rows_filtered,
-        bytes_read=result.bytes_read, error=(result.error or "").split("\n")[0] or None, dlq_path=result.dlq_path,
-        checks_json=result.checks, duration_s=result.duration_s, **fields,
+        ctx.run_id,
+        res.name,
+        status=result.status,
+        rows_read=result.rows_read,
+        rows_written=result.rows_written,
+        rows_dlq=result.rows_dlq,
+        rows_warned=result.rows_warned,
+        rows_filtered=result.rows_filtered,
+        bytes_read=result.bytes_read,
+        error=(result.error or "").split("\n")[0] or None,
+        dlq_path=result.dlq_path,
+        checks_json=result.checks,
+        duration_s=result.duration_s,
+        **fields,
     )
     ctx.reporter.finish(res.name, result.summary().split("\n")[0], result.status != "failed")
     return result
@@ -341,41 +352,44 @@ def _load(ctx: Context, res: ResourceConfig, source: Source, dest: Destination, 
 
 def _stream(ctx: Context, res: ResourceConfig, source: Source, dest: Destination, task: Task, load: Load, result: ResourceResult, state: Any, checks: Any, dlq: Any, positions: dict[str, int], chunk_no: int) -> None:
     """The part loop of :func:`_load`: stage chunk after chunk, then publish."""
-    from conduit._pipeline import prefetch, stream_part
+    from conduit._pipeline import ParallelStager, prefetch, stream_part
 
     batch_size = ctx.batch_size or load.options.batch_size
     transform = None
     names: list[str] = []
     header_only = True  # every part is a CSV file with bytes (a header) but, so far, no rows
-    for part_index, part in enumerate(source.parts(task)):
-        result.bytes_read += part.bytes
-        names.append(part.name)
-        header_only = header_only and part.text_columns and part.bytes > 0
-        if transform is None:
-            transform = _make_transform(ctx, res, dest, part, load, checks, state)
-        transform.row_filter = state.row_filter(part.name)
-        steps = prefetch(stream_part(part, part_index, transform, batch_size, positions.get(part.name, 0)))
-        for chunk_steps in _chunks(steps):
-            cursor = StagedChunk(chunk_no, _encode_position(part.name, None), positions.get(part.name, 0), 0)
-            failed: list[ConduitError] = []
-            reader = _reader(chunk_steps, transform.schema, cursor, result, dlq, ctx, state, checks, failed)
-            try:
-                rows = dest.stage(load, cursor, reader)
-            except BaseException as exc:
-                cause = failed[0] if failed else exc  # the reader's own error, not the destination's wrapping of it
-                if isinstance(cause, QualityCheckFailed):
-                    dlq.flush_chunk(chunk_no)  # the rows dead-lettered before the failing batch
+    workers = max(1, dest.capabilities.parallel_stage)
+    stager = None
+    try:
+        for part_index, part in enumerate(source.parts(task)):
+            result.bytes_read += part.bytes
+            names.append(part.name)
+            header_only = header_only and part.text_columns and part.bytes > 0
+            if transform is None:
+                transform = _make_transform(ctx, res, dest, part, load, checks, state)
+                if workers > 1:
+                    stager = ParallelStager(lambda cursor, reader: dest.stage(load, cursor, reader), transform.schema, workers)
+            transform.row_filter = state.row_filter(part.name)
+            steps = prefetch(stream_part(part, part_index, transform, batch_size, positions.get(part.name, 0)))
+            for chunk_steps in _chunks(steps, PARALLEL_CHUNK_BATCHES if stager else CHUNK_BATCHES):
+                cursor = StagedChunk(chunk_no, part.name, positions.get(part.name, 0), 0)
+                if stager is not None:
+                    feed = stager.start(cursor)
+                    for step in chunk_steps:
+                        _account(step, cursor, result, dlq, ctx, state, checks)
+                        stager.put(feed, step.good)
+                    _seal_dead_letters(dlq, checks, cursor.chunk)  # before the chunk's reader ends, so before it commits
+                    stager.seal(feed)
+                    for done, rows in stager.finished():
+                        _staged(ctx, res, done.cursor, rows, result, checks)
                 else:
-                    dlq.discard(chunk_no)
-                if cause is exc:
-                    raise
-                raise cause from None
-            _faults.point("staged")
-            mark = _decode_position(cursor.part)[1]
-            ctx.store.checkpoint(ctx.run_id, res.name, chunk_no, rows, part.name, cursor.rows_read_end, json.dumps(mark) if mark else None)
-            result.rows_written += rows
-            chunk_no += 1
-            checks.enforce_limits(result)
+                    _stage_one(ctx, res, dest, load, chunk_steps, transform.schema, cursor, result, dlq, state, checks)
+                chunk_no += 1
+        for done, rows in stager.finished(wait=True) if stager else []:
+            _staged(ctx, res, done.cursor, rows, result, checks)
+    finally:
+        if stager is not None:
+            stager.shutdown()
     if transform is None:
         return
     if result.rows_read == 0 and header_only and state.before is None:
@@ -394,6 +408,39 @@ def _stream(ctx: Context, res: ResourceConfig, source: Source, dest: Destination
     if load.write_mode == "merge":
         result.rows_written = published  # after last-row-wins deduplication
     _record_schema(ctx, res, load)
+
+
+def _stage_one(ctx: Context, res: ResourceConfig, dest: Destination, load: Load, steps: Iterator[Any], schema: Any, cursor: StagedChunk, result: ResourceResult, dlq: Any, state: Any, checks: Any) -> None:
+    """Stage one chunk on this thread; the reader's own error wins over the destination's wrapping."""
+    failed: list[ConduitError] = []
+    reader = _reader(steps, schema, cursor, result, dlq, ctx, state, checks, failed)
+    try:
+        rows = dest.stage(load, cursor, reader)
+    except BaseException as exc:
+        cause = failed[0] if failed else exc
+        if isinstance(cause, QualityCheckFailed):
+            dlq.flush_chunk(cursor.chunk)  # the rows dead-lettered before the failing batch
+        else:
+            dlq.discard(cursor.chunk)
+        if cause is exc:
+            raise
+        raise cause from None
+    _staged(ctx, res, cursor, rows, result, checks)
+
+
+def _staged(ctx: Context, res: ResourceConfig, cursor: StagedChunk, rows: int, result: ResourceResult, checks: Any) -> None:
+    """Bookkeeping after the destination committed a chunk: checkpoint, counts, limits."""
+    _faults.point("staged")
+    name, mark = _decode_position(cursor.part)
+    ctx.store.checkpoint(ctx.run_id, res.name, cursor.chunk, rows, name, cursor.rows_read_end, json.dumps(mark) if mark else None)
+    result.rows_written += rows
+    checks.enforce_limits(result)
+
+
+def _seal_dead_letters(dlq: Any, checks: Any, chunk: int) -> None:
+    """Persist a chunk's dead letters and new ``unique`` keys; must happen before the chunk commits."""
+    dlq.save_keys(chunk, checks.chunk_keys())
+    dlq.flush_chunk(chunk)
 
 
 def _record_published(ctx: Context, res: ResourceConfig, result: ResourceResult, state: Any) -> None:
@@ -427,8 +474,8 @@ def _decode_position(text: str) -> tuple[str, list[Any] | None]:
     return text, None
 
 
-def _chunks(steps: Iterator[Any]) -> Iterator[Iterator[Any]]:
-    """Split a step stream into chunks of up to ``CHUNK_BATCHES`` steps, lazily."""
+def _chunks(steps: Iterator[Any], size: int = CHUNK_BATCHES) -> Iterator[Iterator[Any]]:
+    """Split a step stream into chunks of up to ``size`` steps, lazily."""
     it = iter(steps)
     while True:
         try:
@@ -438,7 +485,7 @@ def _chunks(steps: Iterator[Any]) -> Iterator[Iterator[Any]]:
 
         def chunk(first: Any = first) -> Iterator[Any]:
             yield first
-            for _, step in zip(range(CHUNK_BATCHES - 1), it, strict=False):
+            for _, step in zip(range(size - 1), it, strict=False):
                 yield step
 
         yield chunk()
@@ -446,8 +493,6 @@ def _chunks(steps: Iterator[Any]) -> Iterator[Iterator[Any]]:
 
 def _reader(steps: Iterator[Any], schema: Any, cursor: StagedChunk, result: ResourceResult, dlq: Any, ctx: Context, state: Any, checks: Any, failed: list[ConduitError]) -> Any:
     import pyarrow as pa
-
-    part = cursor.part
 
     def batches() -> Iterator[pa.RecordBatch]:
         try:
@@ -458,27 +503,32 @@ def _reader(steps: Iterator[Any], schema: Any, cursor: StagedChunk, result: Reso
 
     def read() -> Iterator[pa.RecordBatch]:
         for step in steps:
-            _faults.point("read")
-            checks.step_done()
-            result.rows_read += step.rows_read
-            result.rows_filtered += step.filtered
-            cursor.rows_read_end = step.rows_read_end
-            for name, n in step.warned.items():
-                result.rows_warned += n
-                result.checks[f"warn {name}"] = result.checks.get(f"warn {name}", 0) + n
-            for bad in step.bad:
-                dlq.add(bad.rows, _decode_position(part)[0], bad.rows.get_column("_conduit_row_number"), bad.check, bad.error)
-                result.rows_dlq += bad.rows.height
-                for name, n in _count_checks(bad).items():
-                    result.checks[name] = result.checks.get(name, 0) + n
-            state.observe(step.good)
-            cursor.part = _encode_position(_decode_position(part)[0], state.mark())
-            ctx.reporter.advance(result.name, step.rows_read)
+            _account(step, cursor, result, dlq, ctx, state, checks)
             yield step.good
-        dlq.save_keys(cursor.chunk, checks.chunk_keys())  # both before the destination commits the chunk
-        dlq.flush_chunk(cursor.chunk)
+        _seal_dead_letters(dlq, checks, cursor.chunk)
 
     return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+def _account(step: Any, cursor: StagedChunk, result: ResourceResult, dlq: Any, ctx: Context, state: Any, checks: Any) -> None:
+    """Count one step, queue its bad rows, advance the chunk's source position and mark."""
+    _faults.point("read")
+    checks.step_done()
+    part = _decode_position(cursor.part)[0]
+    result.rows_read += step.rows_read
+    result.rows_filtered += step.filtered
+    cursor.rows_read_end = step.rows_read_end
+    for name, n in step.warned.items():
+        result.rows_warned += n
+        result.checks[f"warn {name}"] = result.checks.get(f"warn {name}", 0) + n
+    for bad in step.bad:
+        dlq.add(bad.rows, part, bad.rows.get_column("_conduit_row_number"), bad.check, bad.error)
+        result.rows_dlq += bad.rows.height
+        for name, n in _count_checks(bad).items():
+            result.checks[name] = result.checks.get(name, 0) + n
+    state.observe(step.good)
+    cursor.part = _encode_position(part, state.mark())
+    ctx.reporter.advance(result.name, step.rows_read)
 
 
 def _count_checks(bad: Any) -> dict[str, int]:

@@ -293,6 +293,8 @@ class BigQueryDestination(Destination):
         """One atomic query job per write mode (deterministic job id), then the load record."""
         if self.is_published(load):
             return 0
+        if load.changes and load.write_mode != "replace":
+            self.evolve(load.table, load.changes)  # warehouse DDL commits on its own: applied just before the data
         fields = [f for f in load.schema or [] if f.name != SEQ]
         columns, json_columns = [f.name for f in fields], set(load.json_columns)
         staged = self.staged(load)

@@ -321,6 +321,8 @@ class SnowflakeDestination(Destination):
         """Make the staged rows visible at once, per write mode; idempotent per load id."""
         if self.is_published(load):
             return 0
+        if load.changes and load.write_mode != "replace":
+            self.evolve(load.table, load.changes)  # warehouse DDL commits on its own: applied just before the data
         fields = [f for f in load.schema or [] if f.name != SEQ]
         columns = [f.name for f in fields]
         json_columns = set(load.json_columns)

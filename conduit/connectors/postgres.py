@@ -1,0 +1,373 @@
+"""PostgreSQL as a source (query or table, streamed) and as a destination (binary COPY).
+
+Destination: each chunk is COPYed (``adbc_ingest``) into ``_conduit_stage_<load>`` in
+the target's schema, in one transaction with its ``_conduit_chunks`` row; several
+chunks stage at once on separate connections (``copy_streams``). When the stage
+will become the target (a new table, ``replace``) it is a regular table that publish
+renames (zero copy); otherwise it is UNLOGGED and publish INSERTs or MERGEs from it.
+Publish is one transaction that also records the load id in ``_conduit_loads``.
+
+Source: ``cursor.fetch_record_batch()`` streams Arrow batches; ``numeric`` columns
+become ``decimal(p,s)`` from the type modifier ADBC reports; an incremental mark is a
+bound parameter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from conduit._sql import qualified, quote, split_table
+from conduit.connectors._pg_conn import PostgresOptions, connect, describe, error, ping
+from conduit.connectors.base import SEQ, Capabilities, Connector, Destination, Load, Part, Source, StagedChunk, Task
+from conduit.errors import SourceError
+from conduit.retry import call
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from conduit.schema import Change
+
+_LEDGER = [
+    "CREATE TABLE IF NOT EXISTS {s}._conduit_chunks (load_id text, chunk integer, part text, rows_read_end bigint, rows bigint, PRIMARY KEY (load_id, chunk))",
+    "CREATE TABLE IF NOT EXISTS {s}._conduit_loads (load_id text PRIMARY KEY, run_id text, resource text, table_name text, write_mode text, rows bigint, published_at timestamptz DEFAULT now())",
+]
+_CATALOG = """SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, c.relpersistence
+FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"""
+
+
+def stage_name(load_id: str) -> str:
+    """The staging table of a load: ``_conduit_stage_<load id>``, hashed to fit 63 bytes."""
+    import hashlib
+
+    name = f"_conduit_stage_{load_id}".replace("-", "_")
+    if len(name.encode()) <= 63:
+        return name
+    return name.encode()[:50].decode(errors="ignore") + "_" + hashlib.sha256(load_id.encode()).hexdigest()[:12]
+
+
+class PostgresSource(Source):
+    """``type: postgresql`` as a source: a resource's ``query``, or its table."""
+
+    Options = PostgresOptions
+    capabilities = Capabilities(incremental_pushdown=True)
+
+    def check(self) -> None:
+        """Connect and ``SELECT 1``."""
+        ping(self.options, f"source {self.name}")
+
+    def describe(self) -> str:
+        """The URI without password."""
+        return describe(self.options)
+
+    def query(self, task: Task) -> tuple[str, list[Any]]:
+        """The SQL and parameters for ``task``; the high-water mark is a bound parameter ($1)."""
+        res = task.resource
+        sql = res.query or f"SELECT * FROM {qualified(res.table or res.name, self.options.db_schema)}"
+        inc = task.incremental
+        if inc is not None and inc.value is not None:
+            return f"SELECT * FROM ({sql}) AS _conduit_q WHERE {quote(inc.column)} > $1", [inc.value]
+        return sql, []
+
+    def estimate_rows(self, task: Task) -> int | None:
+        """``reltuples`` of the table (no estimate for queries)."""
+        if task.resource.query:
+            return None
+        schema, name = split_table(task.resource.table or task.resource.name, self.options.db_schema)
+        conn = connect(self.options, f"source {self.name}", autocommit=True)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT c.reltuples::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2", [schema, name])
+                row = cur.fetchone()
+            return int(row[0]) if row and row[0] is not None and row[0] >= 0 else None
+        finally:
+            conn.close()
+
+    def parts(self, task: Task) -> Iterator[Part]:
+        """One part: the query's Arrow stream, numeric columns as decimal(p,s)."""
+        import pyarrow as pa
+
+        from conduit.connectors._pg_types import readable, readable_schema
+
+        conn = call(lambda: connect(self.options, f"source {self.name}"))
+        sql, params = self.query(task)
+        cur = conn.cursor()
+        cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(32 << 20)})
+        try:
+            cur.execute(sql, params or None)
+            raw = cur.fetch_record_batch()
+            schema = readable_schema(raw.schema)
+        except SourceError:
+            cur.close()
+            conn.close()
+            raise
+        except Exception as exc:  # noqa: BLE001 - the server's message, one line
+            cur.close()
+            conn.close()
+            msg = str(error(exc, f"{task.resource.name}: query failed"))
+            raise SourceError(msg) from None
+        reader = pa.RecordBatchReader.from_batches(schema, (readable(b, schema) for b in raw))
+        try:
+            yield Part(name=f"postgresql:{task.resource.table or task.resource.name}" if not task.resource.query else "postgresql:query", frame=reader)
+        finally:
+            cur.close()
+            conn.close()
+
+
+class PostgresDestination(Destination):
+    """``type: postgresql``: stage with binary COPY, publish in one transaction."""
+
+    Options = PostgresOptions
+    capabilities = Capabilities(parallel_stage=2)
+
+    def __init__(self, name: str, options: PostgresOptions, project_dir: Path):
+        super().__init__(name, options, project_dir)
+        self.capabilities = replace(type(self).capabilities, parallel_stage=options.copy_streams)  # type: ignore[misc]
+        self._main: Any = None
+        self._local = threading.local()
+        self._all: list[Any] = []
+        self._lock = threading.RLock()
+        self._ready: set[str] = set()
+        self.ledger = quote(options.db_schema)
+
+    # --- connections ------------------------------------------------------------
+
+    def _connect(self) -> Any:
+        conn = call(lambda: connect(self.options, f"destination {self.name}"))
+        with self._lock:
+            self._all.append(conn)
+        return conn
+
+    @property
+    def conn(self) -> Any:
+        """The main connection (DDL, ledger, publish); the ledger tables exist once it is open."""
+        if self._main is None:
+            self._main = self._connect()
+            with self._main.cursor() as cur:
+                try:
+                    cur.execute(f"CREATE SCHEMA IF NOT EXISTS {self.ledger}")
+                    for sql in _LEDGER:
+                        cur.execute(sql.format(s=self.ledger))
+                    self._main.commit()
+                except Exception as exc:  # noqa: BLE001 - a concurrent first run may have created them
+                    self._main.rollback()
+                    if getattr(exc, "sqlstate", None) not in ("23505", "42P07"):
+                        raise error(exc, f"destination {self.name}: creating the ledger tables failed") from None
+        return self._main
+
+    def _worker(self) -> Any:
+        """This thread's staging connection (parallel staging: one per worker)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            self.conn  # noqa: B018 - ledger tables first
+            conn = self._local.conn = self._connect()
+        return conn
+
+    def check(self) -> None:
+        """Connect and ``SELECT 1``."""
+        ping(self.options, f"destination {self.name}")
+
+    def close(self) -> None:
+        """Close every connection."""
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            with contextlib.suppress(Exception):
+                conn.close()
+        self._main, self._local = None, threading.local()
+
+    def describe(self) -> str:
+        """The URI without password."""
+        return describe(self.options)
+
+    def default_table(self, resource: str) -> str:
+        """``<db_schema>.<resource>``."""
+        return f"{self.options.db_schema}.{resource}"
+
+    def _run(self, statements: list[tuple[str, Any]], what: str, conn: Any = None) -> list[int]:
+        """Run statements in one transaction on ``conn`` (main); return their row counts."""
+        conn = conn or self.conn
+        counts: list[int] = []
+        try:
+            with conn.cursor() as cur:
+                for sql, params in statements:
+                    cur.execute(sql, params(counts) if callable(params) else params)
+                    counts.append(cur.rowcount)
+            conn.commit()
+        except Exception as exc:  # noqa: BLE001 - server errors become DestinationError
+            conn.rollback()
+            raise error(exc, what) from None
+        return counts
+
+    def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        conn = self.conn
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+                rows = cur.fetchall()
+            conn.commit()
+        except Exception as exc:  # noqa: BLE001
+            conn.rollback()
+            raise error(exc, f"destination {self.name}") from None
+        return rows
+
+    # --- tables -------------------------------------------------------------------
+
+    def _catalog(self, table: str) -> list[tuple[str, str, bool, str]] | None:
+        """(column, type, not null, persistence) of a table, or None if it does not exist."""
+        schema, name = split_table(table, self.options.db_schema)
+        rows = self._fetch(_CATALOG, [schema, name])
+        return [(r[0], r[1], bool(r[2]), r[3]) for r in rows] or None
+
+    def table_schema(self, table: str) -> pa.Schema | None:
+        """Arrow schema of the table from the catalog (numeric(p,s) -> decimal128(p,s))."""
+        import pyarrow as pa
+
+        from conduit.connectors._pg_types import arrow_for_catalog
+
+        cols = self._catalog(table)
+        return None if cols is None else pa.schema([pa.field(c, arrow_for_catalog(t), not nn) for c, t, nn, _ in cols])
+
+    def ddl_for(self, table: str, change: Change) -> str | None:
+        """``ALTER TABLE`` adding or widening a column."""
+        from conduit.connectors._pg_types import pg_column
+
+        t = qualified(table, self.options.db_schema)
+        if change.source_type is None:
+            return None
+        if change.kind == "add_column":
+            return f"ALTER TABLE {t} ADD COLUMN {quote(change.column)} {pg_column(change.source_type).final};"
+        if change.kind == "widen":
+            return f"ALTER TABLE {t} ALTER COLUMN {quote(change.column)} TYPE {pg_column(change.source_type).final};"
+        return None
+
+    def _evolved(self, load: Load, target: list[tuple[str, str, bool, str]]) -> tuple[list[tuple[str, Any]], list[tuple[str, str, bool, str]]]:
+        """The DDL for ``load.changes`` (run inside the publish transaction) and the catalog after it."""
+        from conduit.connectors._pg_types import pg_column
+
+        statements = [(s.rstrip(";"), None) for s in (self.ddl_for(load.table, c) for c in load.changes) if s]
+        after = {c: (c, t, nn, p) for c, t, nn, p in target}
+        persistence = target[0][3]
+        for change in load.changes:
+            if change.source_type is None:
+                continue
+            final = pg_column(change.source_type).final
+            if change.kind == "add_column":
+                after[change.column] = (change.column, final, False, persistence)
+            elif change.kind == "widen":
+                c, _, nn, p = after[change.column]
+                after[change.column] = (c, final, nn, p)
+        return statements, list(after.values())
+
+    def _stage_ref(self, load: Load) -> tuple[str, str]:
+        schema, _ = split_table(load.table, self.options.db_schema)
+        return schema, stage_name(load.load_id)
+
+    def _ensure_stage(self, load: Load, schema: pa.Schema) -> None:
+        """Create the staging table once (committed) before any chunk is COPYed into it."""
+        from conduit.connectors._pg_types import columns_for
+
+        with self._lock:
+            if load.load_id in self._ready:
+                return
+            db_schema, name = self._stage_ref(load)
+            final = load.write_mode == "replace" or (load.write_mode == "append" and self._catalog(load.table) is None)
+            cols = columns_for(schema, load.json_columns)
+            defs = ", ".join(f"{quote(f.name)} {cols[f.name].stage}{'' if f.nullable or f.name == SEQ else ' NOT NULL'}" for f in schema)
+            self._run(
+                [(f"CREATE SCHEMA IF NOT EXISTS {quote(db_schema)}", None), (f"CREATE {'' if final else 'UNLOGGED '}TABLE IF NOT EXISTS {quote(db_schema)}.{quote(name)} ({defs})", None)],
+                f"{load.resource}: creating the staging table failed",
+            )
+            self._ready.add(load.load_id)
+
+    def staged(self, load: Load) -> list[StagedChunk]:
+        """Chunks in ``_conduit_chunks`` for this load."""
+        rows = self._fetch(f"SELECT chunk, part, rows_read_end, rows FROM {self.ledger}._conduit_chunks WHERE load_id = $1 ORDER BY chunk", [load.load_id])
+        return [StagedChunk(*r) for r in rows]
+
+    def stage(self, load: Load, chunk: StagedChunk, batches: pa.RecordBatchReader) -> int:
+        """COPY the chunk into the staging table and add its ledger row, in one transaction."""
+        import pyarrow as pa
+
+        from conduit.connectors._pg_types import cast_batch, columns_for, stage_schema
+
+        self._ensure_stage(load, batches.schema)
+        conn = self._worker()
+        db_schema, name = self._stage_ref(load)
+        cols = columns_for(batches.schema, load.json_columns)
+        target = stage_schema(batches.schema, cols)
+        failed: list[BaseException] = []
+
+        def cast() -> Iterator[pa.RecordBatch]:
+            try:
+                for batch in batches:
+                    yield cast_batch(batch, target, cols)
+            except BaseException as exc:
+                failed.append(exc)
+                raise
+
+        try:
+            with conn.cursor() as cur:
+                rows = int(cur.adbc_ingest(name, pa.RecordBatchReader.from_batches(target, cast()), mode="append", db_schema_name=db_schema))
+                cur.execute(f"INSERT INTO {self.ledger}._conduit_chunks VALUES ($1, $2, $3, $4, $5)", [load.load_id, chunk.chunk, chunk.part, chunk.rows_read_end, rows])
+            conn.commit()
+        except Exception as exc:  # noqa: BLE001 - the reader's own error wins, else the server's
+            conn.rollback()
+            if failed:
+                raise failed[0] from None
+            raise error(exc, f"{load.resource}: staging chunk {chunk.chunk} into {load.table} failed") from None
+        return rows
+
+    def is_published(self, load: Load) -> bool:
+        """Whether the load id is in ``_conduit_loads``."""
+        return bool(self._fetch(f"SELECT 1 FROM {self.ledger}._conduit_loads WHERE load_id = $1", [load.load_id]))
+
+    def publish(self, load: Load) -> int:
+        """One transaction: staged rows into the target per write mode, plus the load record."""
+        from conduit.connectors._pg_publish import plan_publish
+
+        if self.is_published(load):
+            return 0
+        db_schema, name = self._stage_ref(load)
+        stage = self._catalog(f"{db_schema}.{name}")
+        target = self._catalog(load.table)
+        staged_rows = sum(c.rows for c in self.staged(load))
+        evolve: list[tuple[str, Any]] = []
+        if target is not None and load.changes and load.write_mode != "replace":
+            evolve, target = self._evolved(load, target)
+        statements, counted = plan_publish(load, self.options.db_schema, stage, target, name)
+        statements = evolve + statements
+        if counted is not None:
+            counted += len(evolve)
+
+        def rows_of(counts: list[int]) -> int:
+            return counts[counted] if counted is not None and counts[counted] >= 0 else staged_rows
+
+        record = f"INSERT INTO {self.ledger}._conduit_loads (load_id, run_id, resource, table_name, write_mode, rows) VALUES ($1, $2, $3, $4, $5, $6)"
+        statements += [
+            (record, lambda counts: [load.load_id, load.run_id, load.resource, load.table, load.write_mode, rows_of(counts)]),
+            (f"DELETE FROM {self.ledger}._conduit_chunks WHERE load_id = $1", [load.load_id]),
+        ]
+        counts = self._run(statements, f"{load.resource}: publishing into {load.table} failed")
+        rows = rows_of(counts)
+        with self._lock:
+            self._ready.discard(load.load_id)
+        return rows
+
+    def abort(self, load: Load) -> None:
+        """Drop the staging table (wherever it is) and the load's ledger rows."""
+        name = stage_name(load.load_id)
+        schemas = self._fetch("SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = $1", [name])
+        statements: list[tuple[str, Any]] = [(f"DROP TABLE IF EXISTS {quote(s[0])}.{quote(name)}", None) for s in schemas]
+        statements.append((f"DELETE FROM {self.ledger}._conduit_chunks WHERE load_id = $1", [load.load_id]))
+        self._run(statements, f"{load.resource}: dropping staged data failed")
+        with self._lock:
+            self._ready.discard(load.load_id)
+
+
+CONNECTOR = Connector("postgresql", PostgresSource, PostgresDestination, extra="postgresql")

@@ -1,0 +1,158 @@
+"""The destination conformance harness: one small class per destination type.
+
+A harness knows how to point Conduit at a destination (``destination_yaml``) and how
+to look at what landed through its own, independent connection. The conformance
+tests are parametrized over :data:`HARNESSES`; a destination joins the suite by adding
+its factory there (factories take no required arguments; a harness may have a
+``close()`` that the fixture calls afterwards).
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import services
+
+
+class Harness(Protocol):
+    """What the conformance suite needs from a destination."""
+
+    type: str  # connector type, e.g. "postgresql"
+
+    def destination_yaml(self, tmp_path: Path) -> dict[str, Any]: ...  # the destinations[] entry (without name)
+    def table_name(self, base: str) -> str: ...  # a unique, qualified table name for a test
+    def count(self, table: str) -> int: ...  # COUNT(*) through an independent connection
+    def read(self, table: str) -> pa.Table: ...  # whole table through an independent connection (small tables only)
+    def column_types(self, table: str) -> dict[str, str]: ...  # lower-case server type names
+    def drop(self, table: str) -> None: ...
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _qualified(table: str) -> str:
+    schema, _, name = table.rpartition(".")
+    return f"{_q(schema)}.{_q(name)}" if schema else _q(name)
+
+
+class DuckDBHarness:
+    """``type: duckdb``: a DuckDB file in the test's temporary folder."""
+
+    type = "duckdb"
+
+    def __init__(self) -> None:
+        self.path: Path | None = None
+
+    def destination_yaml(self, tmp_path: Path) -> dict[str, Any]:
+        """A file ``warehouse.duckdb`` beside the ingest.yml."""
+        self.path = tmp_path / "warehouse.duckdb"
+        return {"type": "duckdb", "path": str(self.path)}
+
+    def _con(self) -> Any:
+        import duckdb
+
+        assert self.path is not None
+        return duckdb.connect(str(self.path), read_only=True)
+
+    def table_name(self, base: str) -> str:
+        """``main.<base>_<unique>``."""
+        return f"main.{base}_{uuid.uuid4().hex[:8]}"
+
+    def count(self, table: str) -> int:
+        """COUNT(*) through a read-only connection."""
+        with self._con() as con:
+            return int(con.execute(f"SELECT count(*) FROM {_qualified(table)}").fetchall()[0][0])
+
+    def read(self, table: str) -> pa.Table:
+        """The whole table as Arrow."""
+        with self._con() as con:
+            return con.sql(f"SELECT * FROM {_qualified(table)}").to_arrow_table()
+
+    def column_types(self, table: str) -> dict[str, str]:
+        """DuckDB's type names, lower-case."""
+        schema, _, name = table.rpartition(".")
+        with self._con() as con:
+            rows = con.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position", [schema or "main", name]).fetchall()
+        return {c: t.lower() for c, t in rows}
+
+    def drop(self, table: str) -> None:
+        """Drop the table (the file goes with the temporary folder anyway)."""
+        import duckdb
+
+        assert self.path is not None
+        with duckdb.connect(str(self.path)) as con:
+            con.execute(f"DROP TABLE IF EXISTS {_qualified(table)}").fetchall()
+
+
+class PostgresHarness:
+    """``type: postgresql``: a fresh schema on the test server, read back with ADBC."""
+
+    type = "postgresql"
+
+    def __init__(self) -> None:
+        self.uri = services.postgres_uri()
+        self.schema = f"conf_{uuid.uuid4().hex[:10]}"
+        self._exec(f"CREATE SCHEMA {_q(self.schema)}")
+
+    def _exec(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        import adbc_driver_postgresql.dbapi as pg
+
+        with pg.connect(self.uri, autocommit=True) as conn, conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall() if cur.description else []
+
+    def close(self) -> None:
+        """Drop the schema."""
+        self._exec(f"DROP SCHEMA IF EXISTS {_q(self.schema)} CASCADE")
+
+    def destination_yaml(self, tmp_path: Path) -> dict[str, Any]:
+        """The URI and this harness's schema."""
+        return {"type": "postgresql", "connection_string": self.uri, "db_schema": self.schema}
+
+    def table_name(self, base: str) -> str:
+        """``<schema>.<base>_<unique>``."""
+        return f"{self.schema}.{base}_{uuid.uuid4().hex[:8]}"
+
+    def count(self, table: str) -> int:
+        """COUNT(*) on a fresh connection."""
+        return int(self._exec(f"SELECT count(*) FROM {_qualified(table)}")[0][0])
+
+    def read(self, table: str) -> pa.Table:
+        """The whole table; numeric becomes decimal(p,s), jsonb stays JSON text."""
+        import adbc_driver_postgresql.dbapi as pg
+
+        from conduit.connectors._pg_types import readable, readable_schema
+
+        with pg.connect(self.uri, autocommit=True) as conn, conn.cursor() as cur:
+            cur.execute(f"SELECT * FROM {_qualified(table)}")
+            reader = cur.fetch_record_batch()
+            schema = readable_schema(reader.schema)
+            return pa.Table.from_batches([readable(b, schema) for b in reader], schema=schema)
+
+    def column_types(self, table: str) -> dict[str, str]:
+        """``format_type`` of each column, lower-case (``numeric(15,2)``, ``jsonb``...)."""
+        schema, _, name = table.rpartition(".")
+        rows = self._exec(
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+            [schema, name],
+        )
+        return {c: t.lower() for c, t in rows}
+
+    def drop(self, table: str) -> None:
+        """DROP TABLE IF EXISTS."""
+        self._exec(f"DROP TABLE IF EXISTS {_qualified(table)}")
+
+
+HARNESSES: dict[str, Callable[..., Harness]] = {
+    "duckdb": DuckDBHarness,
+    "postgresql": PostgresHarness,
+}
