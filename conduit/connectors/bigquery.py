@@ -308,6 +308,8 @@ class BigQueryDestination(Destination):
             source = sql.union([self._ref(self._chunk_table(load, c.chunk)) for c in chunks])
             exists = self._table(load.table) is not None
             if load.write_mode == "merge":
+                keys = ", ".join(f"`{k}`" for k in load.primary_keys)
+                rows = int(self._query(f"SELECT COUNT(*) FROM (SELECT DISTINCT {keys} FROM ({source}))", what=what)[0][0])  # rows after last-row-wins
                 if exists:
                     statement = sql.merge(target, source, columns, load.primary_keys, json_columns, SEQ)
                 else:

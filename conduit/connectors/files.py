@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Literal
 import polars as pl
 from pydantic import Field
 
-from conduit.config import DEFAULT_BATCH_SIZE, Strict
+from conduit.config import Strict
 from conduit.connectors._file_dest import (  # noqa: F401 - re-exported
     CsvDestination,
     FileDestination,
@@ -288,41 +288,13 @@ class ParquetSource(FileSource):
     Options = ParquetSourceOptions
     format, extensions = "parquet", (".parquet", ".parq", ".pq")
 
-    batch_rows: int = DEFAULT_BATCH_SIZE
+    def scan(self, url: str) -> pl.LazyFrame:
+        """Polars' Parquet scan: row groups decode in parallel, projections push down.
 
-    def parts(self, task: Task) -> Iterator[Part]:
-        """One part per file, read in batches of the resource's ``batch_size``."""
-        self.batch_rows = task.resource.batch_size or DEFAULT_BATCH_SIZE
-        yield from super().parts(task)
-
-    def scan(self, url: str) -> Any:
-        """A RecordBatchReader over the row groups (pyarrow reads one batch at a time).
-
-        Bounded memory: a Polars streaming scan reads ahead of a slow consumer (a
-        database COPY) by hundreds of MiB; this reader holds one row group. The
-        engine numbers the rows.
+        No row index here: the pipeline numbers the rows (Polars' row index makes the
+        streaming scan buffer far ahead, see :func:`conduit._pipeline.frames`).
         """
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        fh = self.fs.open(url, "rb") if is_url(url) else None
-        try:
-            pf = pq.ParquetFile(fh if fh is not None else url)
-        except (pa.ArrowException, OSError) as exc:
-            if fh is not None:
-                fh.close()
-            msg = f"cannot read {url}: {' '.join(str(exc).split())[:300]}"
-            raise SourceError(msg) from None
-
-        def batches() -> Iterator[pa.RecordBatch]:
-            try:
-                yield from pf.iter_batches(batch_size=self.batch_rows)
-            finally:
-                pf.close()
-                if fh is not None:
-                    fh.close()
-
-        return pa.RecordBatchReader.from_batches(pf.schema_arrow, batches())
+        return pl.scan_parquet(url, glob=False, storage_options=self._storage if is_url(url) else None)
 
     def nothing_newer(self, url: str, inc: Incremental) -> bool:
         """True when every row group's max of the column is <= the mark and it has no NULLs."""

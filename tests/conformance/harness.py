@@ -152,7 +152,21 @@ class PostgresHarness:
         self._exec(f"DROP TABLE IF EXISTS {_qualified(table)}")
 
 
+def _snowflake() -> Harness:
+    from harness_snowflake import snowflake_harness
+
+    return snowflake_harness()  # type: ignore[return-value]
+
+
+def _bigquery() -> Harness:
+    from harness_bigquery import bigquery_harness
+
+    return bigquery_harness()  # type: ignore[return-value]
+
+
 HARNESSES: dict[str, Callable[..., Harness]] = {
     "duckdb": DuckDBHarness,
     "postgresql": PostgresHarness,
+    "snowflake": _snowflake,
+    "bigquery": _bigquery,
 }

@@ -97,7 +97,8 @@ def _normal(value: Any) -> Any:
     return value
 
 
-def test_round_trip_every_type(tmp_path: Path, harness: Harness) -> None:
+def test_round_trip_every_type(tmp_path: Path, harness: Harness, request: pytest.FixtureRequest) -> None:
+    known_gap(request, harness, "round_trip")
     table = harness.table_name("types")
     run_ok(project(tmp_path, harness, table, {"data.parquet": EVERY_TYPE}, write_mode="replace"))
     got = rows_by_id(harness.read(table))
@@ -117,7 +118,8 @@ def test_append_twice_doubles_rows(tmp_path: Path, harness: Harness) -> None:
     assert harness.count(table) == 20
 
 
-def test_replace_swaps_the_table(tmp_path: Path, harness: Harness) -> None:
+def test_replace_swaps_the_table(tmp_path: Path, harness: Harness, request: pytest.FixtureRequest) -> None:
+    known_gap(request, harness, "replace")
     table = harness.table_name("replace")
     run_ok(project(tmp_path, harness, table, {"data.parquet": pa.table({"id": [1, 2, 3], "v": ["a", "b", "c"]})}, write_mode="replace"))
     run_ok(project(tmp_path, harness, table, {"data.parquet": pa.table({"id": [7, 8], "v": ["x", "y"]})}, write_mode="replace"))
@@ -152,6 +154,11 @@ def test_failure_in_a_later_part_leaves_target_unchanged(tmp_path: Path, harness
 
 KNOWN_GAPS = {
     ("duckdb", "constraint"): "DuckDBDestination creates no primary key, so a duplicate key raises no DestinationError",
+    ("snowflake", "constraint"): "Snowflake does not enforce primary keys (nor does fakesnow): a duplicate raises no DestinationError",
+    ("bigquery", "constraint"): "BigQuery does not enforce primary keys (nor does bqemulator): a duplicate raises no DestinationError",
+    ("snowflake", "round_trip"): "fakesnow's server returns NULL timestamps as 1970-01-01 (real Snowflake returns NULL); DestinationError-free load, wrong read-back",
+    ("bigquery", "round_trip"): "bqemulator cannot load BIGNUMERIC (DuckDB DECIMAL width <= 38): DestinationError from the load job",
+    ("snowflake", "replace"): "fakesnow cannot parse ALTER TABLE ... SWAP WITH: DestinationError at publish; the SQL is pinned by a golden file",
 }
 
 
