@@ -3,14 +3,11 @@ and the destination left as it was."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 from pathlib import Path
 
 import duckdb
 import pytest
-
-from conduit.cli import main
+from cli_run import invoke
 
 CONFIG = """\
 sources: [{{name: files, type: csv, path: data/}}]
@@ -19,16 +16,6 @@ resources: [{{name: people, source: files, destination: local, path: {path}, wri
 """
 
 
-def invoke(*args: str) -> tuple[int, str]:
-    """Through conduit.cli.main, which owns the exit-code mapping; returns (code, stdout+stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-    return code, out.getvalue() + err.getvalue()
 
 
 @pytest.fixture

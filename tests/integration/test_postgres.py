@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import io
 import socket
 from decimal import Decimal
 from pathlib import Path
@@ -16,8 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-
-from conduit.cli import main
+from cli_run import invoke as run_cli
 
 pytestmark = pytest.mark.postgres
 
@@ -34,16 +31,6 @@ def write(tmp_path: Path, config: dict[str, Any]) -> Path:
     return cfg
 
 
-def run_cli(*args: str) -> tuple[int, str]:
-    """Through conduit.cli.main (which maps errors to exit codes); returns (code, stdout+stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-    return code, out.getvalue() + err.getvalue()
 
 
 def pg_dest(uri: str, schema: str, **extra: Any) -> dict[str, Any]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import logging
 import os
@@ -18,22 +16,11 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 import s3fs
-
-from conduit.cli import main
+from cli_run import invoke
 
 pytestmark = pytest.mark.s3
 
 
-def invoke(*args: str) -> tuple[int, str]:
-    """Through conduit.cli.main (exit-code mapping); returns (code, stdout+stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-    return code, out.getvalue() + err.getvalue()
 
 
 @pytest.fixture
