@@ -14,6 +14,7 @@ import traceback
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -95,9 +96,9 @@ class Context:
     sources: dict[str, Source] = field(default_factory=dict)
     destinations: dict[str, Destination] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def store(self) -> Any:
-        """The local store."""
+        """The local store (one object per run, so its tables are created once)."""
         from conduit.store import Store
 
         return Store(self.project.state_path)
