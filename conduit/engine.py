@@ -221,6 +221,7 @@ def run(
         run_id = time.strftime("%Y%m%dT%H%M%S") + "_" + uuid.uuid4().hex[:6]
         store.start_run(run_id, config_path_s, project.config_hash, __version__)
     ctx = Context(project, run_id, reporter, batch_size, full_refresh)
+    ctx.store = store  # one Store object per run: its tables are checked once
     if previous and not resumed:
         reporter.message(f"previous run {previous} was interrupted and its config changed: discarding its staged data and starting over")
         _discard(ctx, previous, store)

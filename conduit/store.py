@@ -120,12 +120,13 @@ class Store:
 
     def start_resource(self, run_id: str, resource: str, source: str, destination: str, table: str, write_mode: str, hwm_before: str | None) -> None:
         """Record a resource as ``running`` (replacing a row left by a crashed attempt)."""
-        self._exec("DELETE FROM resource_runs WHERE run_id = ? AND resource = ?", [run_id, resource])
-        self._exec(
-            "INSERT INTO resource_runs (run_id, resource, source, destination, table_name, write_mode, status, started_at, hwm_before, rows_read, rows_written, rows_dlq, rows_warned, bytes_read, rows_filtered) "
-            "VALUES (?, ?, ?, ?, ?, ?, 'running', now(), ?, 0, 0, 0, 0, 0, 0)",
-            [run_id, resource, source, destination, table, write_mode, hwm_before],
-        )
+        with self.connect() as con:
+            con.execute("DELETE FROM resource_runs WHERE run_id = ? AND resource = ?", [run_id, resource])
+            con.execute(
+                "INSERT INTO resource_runs (run_id, resource, source, destination, table_name, write_mode, status, started_at, hwm_before, rows_read, rows_written, rows_dlq, rows_warned, bytes_read, rows_filtered) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'running', now(), ?, 0, 0, 0, 0, 0, 0)",
+                [run_id, resource, source, destination, table, write_mode, hwm_before],
+            )
 
     def finish_resource(self, run_id: str, resource: str, **fields: Any) -> None:
         """Close a resource run: status, counts, timings, error."""
