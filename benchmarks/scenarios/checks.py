@@ -6,9 +6,9 @@ Target: the checked load takes at most 1.15x the unchecked one.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+
+from benchmarks.harness import Env, Scenario
 
 CHECKS = """
     quality_checks:
@@ -19,27 +19,6 @@ CHECKS = """
       - {column: l_returnflag, check: enum, values: [A, N, R], action: dlq}
       - {check: expression, expression: 'l_shipdate <= l_receiptdate', action: warn}
 """
-
-
-try:  # the harness defines these; keep the scenario importable on its own
-    from benchmarks.harness import Env, Scenario  # type: ignore[import-not-found]
-except ImportError:
-
-    @dataclass
-    class Env:  # type: ignore[no-redef]
-        sf: float
-        data: Path
-        work: Path
-        pg_uri: str
-
-    @dataclass
-    class Scenario:  # type: ignore[no-redef]
-        name: str
-        baseline_name: str
-        prepare: Callable[[Env], None]
-        command: Callable[[Env], list[str]]
-        baseline: Callable[[Env], list[str]]
-        verify: Callable[[Env], int]
 
 
 def _config(env: Env, checks: bool) -> Path:
