@@ -370,7 +370,7 @@ def _stream(ctx: Context, res: ResourceConfig, source: Source, dest: Destination
             if transform is None:
                 transform = _make_transform(ctx, res, dest, part, load, checks, state)
                 if workers > 1:
-                    stager = ParallelStager(lambda cursor, reader: dest.stage(load, cursor, reader), transform.schema, workers)
+                    stager = ParallelStager(lambda cursor, reader: dest.stage(load, cursor, reader), transform.schema, workers, depth=2)
             transform.row_filter = state.row_filter(part.name)
             steps = prefetch(stream_part(part, part_index, transform, batch_size, positions.get(part.name, 0)))
             for chunk_steps in _chunks(steps, PARALLEL_CHUNK_BATCHES if stager else CHUNK_BATCHES):
@@ -401,6 +401,7 @@ def _stream(ctx: Context, res: ResourceConfig, source: Source, dest: Destination
     checks.enforce_limits(result, final=True)
     path = dlq.gather()
     result.dlq_path = str(path) if path else None
+    ctx.store.flush()  # every checkpoint (and its incremental mark) is in the store before the publish commits
     _faults.point("publish")
     published = dest.publish(load)
     _faults.point("published")

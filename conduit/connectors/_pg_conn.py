@@ -74,7 +74,7 @@ def describe(options: PostgresOptions) -> str:
     return f"postgresql://{user}{parts.hostname or ''}{port}{parts.path}"
 
 
-_PREFIXES = re.compile(r"^(?:[A-Z_]+: )?(?:\[libpq\] )?(?:Failed to [^:]+: )?(?:could not begin COPY: )?(?:PGRES_FATAL_ERROR )?(?:ERROR:\s+)?")
+_PREFIXES = re.compile(r"^(?:[A-Z_]+: )?(?:connection failed: )?(?:\[libpq\] )?(?:Failed to [^:]+: )?(?:could not begin COPY: )?(?:PGRES_FATAL_ERROR )?(?:ERROR:\s+)?")
 _CONNECT = re.compile(r'^connection to server at "[^"]*"(?: \([^)]*\))?, port \d+ failed: (?:FATAL:\s+)?')
 
 
@@ -111,8 +111,19 @@ def connect(options: PostgresOptions, who: str, autocommit: bool = False) -> Any
     """An ADBC connection; :class:`ConnectionFailed` (one line, no password) if it fails."""
     import adbc_driver_postgresql.dbapi as pg
 
+    return _connected(lambda: pg.connect(build_uri(options), autocommit=autocommit), options, who)
+
+
+def connect_copy(options: PostgresOptions, who: str) -> Any:
+    """A psycopg connection (binary COPY of pre-encoded rows); errors as :func:`connect`."""
+    import psycopg
+
+    return _connected(lambda: psycopg.connect(build_uri(options)), options, who)
+
+
+def _connected(open_: Any, options: PostgresOptions, who: str) -> Any:
     try:
-        conn = pg.connect(build_uri(options), autocommit=autocommit)
+        conn = open_()
     except Exception as exc:  # noqa: BLE001 - every driver failure becomes one line
         raw = str(exc)
         reason = clean_message(raw)

@@ -1,0 +1,247 @@
+"""PostgreSQL binary COPY, encoded column by column (no per-row Python, no per-value C loop).
+
+A binary COPY row is ``int16 field count`` then, per field, ``int32 length`` and the
+value's bytes (length -1 for NULL). :class:`CopyEncoder` builds each Arrow batch's rows
+with vectorized numpy/Arrow operations: runs of fixed-width columns without nulls are
+written into one packed numpy record array (big-endian fields, so numpy does the byte
+swapping in one strided pass per column), every other column becomes a binary array of
+length-prefixed values, and ``binary_join_element_wise`` concatenates the parts of each
+row. The joined array's value buffer *is* the COPY payload.
+
+Decimals become ``numeric`` with a fixed number of base-10000 digits per column (the
+server strips leading and trailing zero digits), computed with integer arithmetic on
+the 128-bit values: 64-bit when the precision allows it, 32-bit limbs otherwise.
+
+Examples
+--------
+>>> import pyarrow as pa
+>>> from decimal import Decimal
+>>> batch = pa.record_batch({"a": pa.array([1, None], pa.int32()), "t": ["x", None], "d": pa.array([Decimal("-1.50"), Decimal("12345.00")], pa.decimal128(7, 2))})
+>>> enc = CopyEncoder(batch.schema)
+>>> enc.columns
+['a', 't', 'd']
+>>> payload = enc.encode(batch).to_pybytes()
+>>> payload[:10].hex()  # 3 fields; int4 1
+'00030000000400000001'
+>>> len(payload)  # two rows: 2 + (4+4) + (4+1) + (4+8+2*3), then 2 + 4 + 4 + (4+8+2*3) = 61
+61
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8  # signature, flags, header extension length
+TRAILER = b"\xff\xff"
+_PG_EPOCH_DAYS = 10_957  # 2000-01-01 in days since 1970-01-01
+_PG_EPOCH_US = 946_684_800_000_000
+_NULL = pa.scalar(b"\xff\xff\xff\xff", pa.large_binary())
+
+
+@dataclass(frozen=True)
+class _Fixed:
+    """A fixed-width column: its big-endian numpy dtype and how to write its values.
+
+    ``write(dst, arr)`` fills ``dst`` (a field view of a packed record array, one
+    element per row) from ``arr``; null slots may hold anything.
+    """
+
+    dtype: np.dtype
+    write: Callable[[np.ndarray, pa.Array], None]
+
+
+def _primitive(arr: pa.Array, dtype: str) -> np.ndarray:
+    """The value buffer of a primitive array as numpy (no copy; null slots hold garbage)."""
+    return np.frombuffer(arr.buffers()[1], dtype=dtype, count=arr.offset + len(arr))[arr.offset :]
+
+
+def _copy(native: str, shift: int = 0) -> Callable[[np.ndarray, pa.Array], None]:
+    def write(dst: np.ndarray, arr: pa.Array) -> None:
+        dst[...] = _primitive(arr, native) - shift if shift else _primitive(arr, native)
+
+    return write
+
+
+def _bool(dst: np.ndarray, arr: pa.Array) -> None:
+    dst[...] = arr.fill_null(False).to_numpy(zero_copy_only=False)
+
+
+def _interval(dst: np.ndarray, arr: pa.Array) -> None:
+    """(microseconds, days, months) of a duration[us] or month_day_nano interval."""
+    if pa.types.is_duration(arr.type):
+        dst["us"], dst["days"], dst["months"] = _primitive(arr, "<i8"), 0, 0
+    else:
+        raw = np.frombuffer(arr.buffers()[1], dtype=[("m", "<i4"), ("d", "<i4"), ("ns", "<i8")], count=arr.offset + len(arr))[arr.offset :]
+        dst["us"], dst["days"], dst["months"] = raw["ns"] // 1000, raw["d"], raw["m"]
+
+
+def _uuid(dst: np.ndarray, arr: pa.Array) -> None:
+    storage = arr.storage if isinstance(arr, pa.ExtensionArray) else arr
+    dst[...] = np.frombuffer(storage.buffers()[1], dtype="V16", count=storage.offset + len(storage))[storage.offset :]
+
+
+def _numeric(t: pa.Decimal128Type) -> _Fixed:
+    """numeric with ``ceil((p-s)/4)`` integer and ``ceil(s/4)`` fraction digits (base 10000)."""
+    p, s = t.precision, t.scale
+    whole, frac = max(1, (p - s + 3) // 4), max(0, (s + 3) // 4)
+    ndigits = whole + frac
+    up = 10 ** (4 * frac - s)  # aligns the unscaled value to whole base-10000 groups
+
+    def write(dst: np.ndarray, arr: pa.Array) -> None:
+        words = np.frombuffer(arr.buffers()[1], dtype="<i8", count=2 * (arr.offset + len(arr)))[2 * arr.offset :]
+        lo, hi = words[0::2], words[1::2]
+        dst[:, 0], dst[:, 1], dst[:, 3] = ndigits, whole - 1, max(s, 0)
+        dst[:, 2] = (hi < 0).view(np.uint8) * np.int16(0x4000)
+        if p <= 18 and s >= 0:  # |value| < 10**18: int64 arithmetic
+            mag = np.abs(lo)
+            q = mag // 10**s if s else mag
+            _digits(dst[:, 4 : 4 + whole], q)
+            if frac:
+                _digits(dst[:, 4 + whole :], (mag - q * 10**s) * up)
+        else:
+            for i, g in enumerate(_groups128(lo.view(np.uint64), hi.view(np.uint64), hi < 0, up, ndigits)):
+                dst[:, 4 + i] = g
+
+    return _Fixed(np.dtype((">i2", (4 + ndigits,))), write)
+
+
+def _digits(dst: np.ndarray, v: np.ndarray) -> None:
+    """Base-10000 digits of non-negative int64 ``v`` into the columns of ``dst`` (most significant first)."""
+    for k in range(dst.shape[1] - 1, 0, -1):
+        q = v // 10000
+        dst[:, k] = v - q * 10000
+        v = q
+    dst[:, 0] = v
+
+
+def _groups128(lo: np.ndarray, hi: np.ndarray, neg: np.ndarray, up: int, n: int) -> list[np.ndarray]:
+    """``n`` base-10000 digits of ``|value| * up`` for 128-bit two's complement values.
+
+    The magnitude is held in five 32-bit limbs (in uint64 lanes, most significant
+    first): multiplied by ``up`` (< 2**32) with carries, then divided by 10000 ``n``
+    times; every intermediate fits 64 bits.
+    """
+    one, bits, mask = np.uint64(1), np.uint64(32), np.uint64(0xFFFFFFFF)
+    lo_m = np.where(neg, ~lo + one, lo)
+    hi_m = np.where(neg, ~hi + (lo == 0).astype(np.uint64), hi)
+    limbs = [np.zeros_like(lo), hi_m >> bits, hi_m & mask, lo_m >> bits, lo_m & mask]
+    carry = np.zeros_like(lo)
+    for i in range(len(limbs) - 1, -1, -1):
+        cur = limbs[i] * np.uint64(up) + carry
+        limbs[i], carry = cur & mask, cur >> bits
+    digits = []
+    for _ in range(n):
+        rem = np.zeros_like(lo)
+        for i, limb in enumerate(limbs):
+            limbs[i], rem = np.divmod((rem << bits) | limb, np.uint64(10000))
+        digits.append(rem.astype(np.int64))
+    return digits[::-1]
+
+
+def _fixed(t: pa.DataType) -> _Fixed | None:
+    """How to encode a fixed-width Arrow type, or None for a variable-width one."""
+    simple = {pa.int16(): ">i2", pa.int32(): ">i4", pa.int64(): ">i8", pa.float32(): ">f4", pa.float64(): ">f8"}
+    if t in simple:
+        return _Fixed(np.dtype(simple[t]), _copy("<" + simple[t][1:]))
+    if pa.types.is_boolean(t):
+        return _Fixed(np.dtype("u1"), _bool)
+    if pa.types.is_date32(t):
+        return _Fixed(np.dtype(">i4"), _copy("<i4", _PG_EPOCH_DAYS))
+    if pa.types.is_timestamp(t):  # staged as timestamp[us] (with or without zone)
+        return _Fixed(np.dtype(">i8"), _copy("<i8", _PG_EPOCH_US))
+    if pa.types.is_time64(t):
+        return _Fixed(np.dtype(">i8"), _copy("<i8"))
+    if pa.types.is_duration(t) or pa.types.is_interval(t):
+        return _Fixed(np.dtype([("us", ">i8"), ("days", ">i4"), ("months", ">i4")]), _interval)
+    if pa.types.is_decimal(t) and t.bit_width == 128 and t.scale >= -9:
+        return _numeric(t)
+    if isinstance(t, pa.BaseExtensionType) and t.extension_name == "arrow.uuid":
+        return _Fixed(np.dtype("V16"), _uuid)
+    return None
+
+
+def _as_binary(packed: np.ndarray) -> pa.Array:
+    """A binary array whose values are the rows of a packed record array."""
+    n, width = len(packed), packed.dtype.itemsize
+    offsets = pa.py_buffer(np.arange(0, (n + 1) * width, width, dtype=np.int64))
+    return pa.Array.from_buffers(pa.large_binary(), n, [None, offsets, pa.py_buffer(packed)])
+
+
+class CopyEncoder:
+    """Encode Arrow batches of one schema as binary COPY rows.
+
+    Parameters
+    ----------
+    schema
+        The batches' schema: staging Arrow types (see ``_pg_types.stage_schema``).
+        Every type ``stage_schema`` produces is supported; another raises TypeError.
+    """
+
+    def __init__(self, schema: pa.Schema):
+        self.schema = schema
+        self._fixed = [_fixed(f.type) for f in schema]
+        self.columns = schema.names
+        for f, spec in zip(schema, self._fixed, strict=True):
+            if spec is None and not _variable(f.type):
+                msg = f"column {f.name}: no binary COPY encoding for Arrow type {f.type}"
+                raise TypeError(msg)
+
+    def encode(self, batch: pa.RecordBatch) -> pa.Buffer:
+        """The COPY rows of ``batch`` (no header or trailer)."""
+        n = batch.num_rows
+        parts: list[pa.Array] = []
+        run: list[tuple[int, _Fixed]] = []  # consecutive fixed-width columns without nulls
+        for i, (spec, col) in enumerate(zip(self._fixed, batch.columns, strict=True)):
+            if spec is not None and col.null_count == 0:
+                run.append((i, spec))
+                continue
+            if run or not parts:
+                parts.append(self._packed(run, batch, lead=not parts))
+            run = []
+            parts += self._nullable(spec, col) if spec is not None else self._variable(col)
+        if run or not parts:
+            parts.append(self._packed(run, batch, lead=not parts))
+        rows = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, pa.scalar(b"", pa.large_binary()))
+        offsets = np.frombuffer(rows.buffers()[1], dtype=np.int64, count=rows.offset + n + 1)[rows.offset :]
+        return rows.buffers()[2][int(offsets[0]) : int(offsets[-1])]
+
+    def _packed(self, run: list[tuple[int, _Fixed]], batch: pa.RecordBatch, lead: bool) -> pa.Array:
+        """One binary value per row: (field count if ``lead``) + every column of ``run``."""
+        fields: list[tuple[str, np.dtype]] = [("n", np.dtype(">i2"))] if lead else []
+        for i, spec in run:
+            fields += [(f"l{i}", np.dtype(">i4")), (f"v{i}", spec.dtype)]
+        packed = np.empty(batch.num_rows, dtype=np.dtype(fields))
+        if lead:
+            packed["n"] = len(self.schema)
+        for i, spec in run:
+            packed[f"l{i}"] = spec.dtype.itemsize
+            spec.write(packed[f"v{i}"], batch.column(i))
+        return _as_binary(packed)
+
+    @staticmethod
+    def _nullable(spec: _Fixed, col: pa.Array) -> list[pa.Array]:
+        packed = np.empty(len(col), dtype=[("l", ">i4"), ("v", spec.dtype)])
+        packed["l"] = spec.dtype.itemsize
+        spec.write(packed["v"], col)
+        return [pc.if_else(col.is_valid(), _as_binary(packed), _NULL)]
+
+    @staticmethod
+    def _variable(col: pa.Array) -> list[pa.Array]:
+        if col.type != pa.large_binary():
+            col = col.cast(pa.large_binary())  # parts must share one type; 64-bit offsets never overflow
+        offsets = np.frombuffer(col.buffers()[1], dtype=np.int64, count=col.offset + len(col) + 1)[col.offset :]
+        lengths = np.empty(len(col), dtype=[("l", ">i4")])
+        lengths["l"] = np.diff(offsets)
+        if col.null_count:
+            lengths["l"][~col.is_valid().to_numpy(zero_copy_only=False)] = -1
+            col = col.fill_null(b"")
+        return [_as_binary(lengths), col]
+
+
+def _variable(t: pa.DataType) -> bool:
+    return any(test(t) for test in (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view, pa.types.is_binary, pa.types.is_large_binary, pa.types.is_binary_view))
