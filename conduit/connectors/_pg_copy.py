@@ -95,19 +95,24 @@ def _numeric(t: pa.Decimal128Type) -> _Fixed:
     def write(dst: np.ndarray, arr: pa.Array) -> None:
         words = np.frombuffer(arr.buffers()[1], dtype="<i8", count=2 * (arr.offset + len(arr)))[2 * arr.offset :]
         lo, hi = words[0::2], words[1::2]
-        dst[:, 0], dst[:, 1], dst[:, 3] = ndigits, whole - 1, max(s, 0)
-        dst[:, 2] = (hi < 0).view(np.uint8) * np.int16(0x4000)
+        # built native and contiguous, swapped in one pass, copied as whole records:
+        # per-field big-endian writes of 2-byte values cost several times more
+        block = np.empty((len(arr), 4 + ndigits), dtype=np.int16)
+        block[:, 0], block[:, 1], block[:, 3] = ndigits, whole - 1, max(s, 0)
+        block[:, 2] = (hi < 0).view(np.uint8) * np.int16(0x4000)
         if p <= 18 and s >= 0:  # |value| < 10**18: int64 arithmetic
             mag = np.abs(lo)
             q = mag // 10**s if s else mag
-            _digits(dst[:, 4 : 4 + whole], q)
+            _digits(block[:, 4 : 4 + whole], q)
             if frac:
-                _digits(dst[:, 4 + whole :], (mag - q * 10**s) * up)
+                _digits(block[:, 4 + whole :], (mag - q * 10**s) * up)
         else:
             for i, g in enumerate(_groups128(lo.view(np.uint64), hi.view(np.uint64), hi < 0, up, ndigits)):
-                dst[:, 4 + i] = g
+                block[:, 4 + i] = g
+        block.byteswap(inplace=True)
+        dst[...] = block.view(f"V{block.shape[1] * 2}")[:, 0]
 
-    return _Fixed(np.dtype((">i2", (4 + ndigits,))), write)
+    return _Fixed(np.dtype(f"V{2 * (4 + ndigits)}"), write)
 
 
 def _digits(dst: np.ndarray, v: np.ndarray) -> None:
