@@ -17,7 +17,6 @@ Examples
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,10 +55,6 @@ class Store:
         self.path = path
         self.dlq_dir = path.parent / "dlq"
         self._ready = False
-        self._pending: list[list[Any]] = []  # checkpoints not yet written (see checkpoint)
-        self._cond = threading.Condition()
-        self._writer: threading.Thread | None = None
-        self._error: BaseException | None = None
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -135,7 +130,6 @@ class Store:
 
     def finish_resource(self, run_id: str, resource: str, **fields: Any) -> None:
         """Close a resource run: status, counts, timings, error."""
-        self.flush()
         if fields.get("duration_s"):
             fields["rows_per_s"] = (fields.get("rows_read") or 0) / fields["duration_s"]
         fields = {k: (json.dumps(v) if isinstance(v, dict | list) else v) for k, v in fields.items()}
@@ -146,47 +140,11 @@ class Store:
         )
 
     def checkpoint(self, run_id: str, resource: str, chunk: int, rows: int, part: str, rows_read_end: int, mark: str | None = None) -> None:
-        """Record a staged chunk (``mark``: the incremental mark so far, JSON).
-
-        A background thread writes checkpoints, as many per opening of the file as have
-        queued up, so staging never waits on the store; :meth:`flush` waits for them.
-        The destination's chunk ledger is what a resume trusts; this table is its copy
-        for humans, and the engine flushes it before every publish.
-        """
-        with self._cond:
-            self._pending.append([run_id, resource, chunk, rows, part, rows_read_end, mark])
-            if self._writer is None:
-                self._writer = threading.Thread(target=self._write_checkpoints, daemon=True, name="conduit-store")
-                self._writer.start()
-            self._cond.notify_all()
-
-    def _write_checkpoints(self) -> None:
-        while True:
-            with self._cond:
-                while not self._pending:
-                    self._cond.wait()
-                rows = list(self._pending)
-            try:
-                with self.connect() as con:
-                    con.executemany("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, now(), ?, ?, ?)", rows)
-            except BaseException as exc:  # noqa: BLE001 - raised by flush() in the engine's thread
-                self._error = exc
-            with self._cond:
-                del self._pending[: len(rows)]
-                self._cond.notify_all()
-
-    def flush(self) -> None:
-        """Wait until every checkpoint is written; re-raise the writer's error."""
-        with self._cond:
-            while self._pending:
-                self._cond.wait()
-            error, self._error = self._error, None
-        if error is not None:
-            raise error
+        """Record a staged chunk (``mark``: the incremental mark so far, JSON)."""
+        self._exec("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, now(), ?, ?, ?)", [run_id, resource, chunk, rows, part, rows_read_end, mark])
 
     def checkpoints(self, run_id: str, resource: str) -> list[tuple[int, int, str, int, str | None]]:
         """(chunk, rows, part, rows_read_end, mark) of a run's resource, in chunk order."""
-        self.flush()
         with self.connect() as con:
             return con.execute("SELECT chunk, rows, part, rows_read_end, mark FROM checkpoints WHERE run_id = ? AND resource = ? ORDER BY chunk", [run_id, resource]).fetchall()
 
