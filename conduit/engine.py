@@ -401,7 +401,6 @@ def _stream(ctx: Context, res: ResourceConfig, source: Source, dest: Destination
     checks.enforce_limits(result, final=True)
     path = dlq.gather()
     result.dlq_path = str(path) if path else None
-    ctx.store.flush()  # every checkpoint (and its incremental mark) is in the store before the publish commits
     _faults.point("publish")
     published = dest.publish(load)
     _faults.point("published")
