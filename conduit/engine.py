@@ -547,7 +547,7 @@ def _make_transform(ctx: Context, res: ResourceConfig, dest: Destination, part: 
     import polars as pl
 
     from conduit import schema as sch
-    from conduit._pipeline import Transform, sample
+    from conduit._pipeline import Transform, compat_level, sample
     from conduit.coerce import Coercer
     from conduit.connectors.base import ERROR, RAW, RECHECK, ROW_NUMBER, SEQ
 
@@ -568,7 +568,8 @@ def _make_transform(ctx: Context, res: ResourceConfig, dest: Destination, part: 
     targets = {c: t for c, t in targets.items() if c in in_schema}
     coercer = Coercer(targets)
     out = coercer.output_schema(in_schema)
-    arrow_schema = pl.DataFrame(schema=out).to_arrow().schema
+    views = dest.capabilities.arrow_views
+    arrow_schema = pl.DataFrame(schema=out).to_arrow(compat_level=compat_level(views)).schema
     drop: list[str] = []
     if existing is not None:
         changes = sch.diff(arrow_schema, existing)
@@ -584,7 +585,7 @@ def _make_transform(ctx: Context, res: ResourceConfig, dest: Destination, part: 
 
         arrow_schema = arrow_schema.append(pa.field(SEQ, pa.int64()))
     load.schema = arrow_schema
-    return Transform(coercer, arrow_schema, checks=checks.evaluator(), drop=drop, add_seq=load.write_mode == "merge")
+    return Transform(coercer, arrow_schema, checks=checks.evaluator(), drop=drop, add_seq=load.write_mode == "merge", views=views)
 
 
 def pa_drop(schema: Any, names: list[str]) -> Any:
@@ -595,7 +596,9 @@ def pa_drop(schema: Any, names: list[str]) -> Any:
 
 
 def _record_schema(ctx: Context, res: ResourceConfig, load: Load) -> None:
-    fields = [{"name": f.name, "type": str(f.type)} for f in load.schema or [] if not f.name.startswith("_conduit")]
+    from conduit.schema import without_views
+
+    fields = [{"name": f.name, "type": str(without_views(f.type))} for f in load.schema or [] if not f.name.startswith("_conduit")]
     text = json.dumps(fields)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     change = "; ".join(c.describe() for c in load.changes) or "schema recorded"
