@@ -7,6 +7,7 @@ owns the DuckDB file, :mod:`conduit._pipeline` owns the batch transform.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -102,6 +103,11 @@ class Context:
         from conduit.store import Store
 
         return Store(self.project.state_path)
+
+    @cached_property
+    def checkpointer(self) -> Any:
+        """Writes chunk checkpoints to the store in the background (flushed before publish)."""
+        return self.store.checkpointer()
 
     def source(self, name: str) -> Source:
         """The source connector called ``name`` (created once per run)."""
@@ -288,6 +294,8 @@ def _run_resource(ctx: Context, res: ResourceConfig, incremental: Any) -> Resour
         if not isinstance(exc, ConduitError):
             result.error += "\n" + _secrets.redact(traceback.format_exc())
         fields = {}
+        with contextlib.suppress(Exception):  # the original error matters more
+            ctx.checkpointer.flush()
         try:
             if "load" in locals() and "dest" in locals():
                 dest.abort(load)
@@ -329,12 +337,15 @@ def _load(ctx: Context, res: ResourceConfig, source: Source, dest: Destination, 
 
     staged = dest.staged(load)
     positions: dict[str, int] = {}
+    rows = []
     for c in staged:
         name, mark = _decode_position(c.part)
         positions[name] = c.rows_read_end
         state.restore(mark)
         result.rows_written += c.rows
-        ctx.store.checkpoint(ctx.run_id, res.name, c.chunk, c.rows, name, c.rows_read_end, json.dumps(mark) if mark else None)
+        rows.append((ctx.run_id, res.name, c.chunk, c.rows, name, c.rows_read_end, json.dumps(mark) if mark else None))
+    if rows:
+        ctx.store.checkpoint_many(rows)
     result.rows_read += sum(positions.values())
     chunk_no = len(staged)
     dlq = DeadLetters(Store(ctx.project.state_path).dlq_dir, ctx.run_id, res.name)
@@ -401,6 +412,7 @@ def _stream(ctx: Context, res: ResourceConfig, source: Source, dest: Destination
     checks.enforce_limits(result, final=True)
     path = dlq.gather()
     result.dlq_path = str(path) if path else None
+    ctx.checkpointer.flush()  # resume after a crash past publish counts rows from them
     _faults.point("publish")
     published = dest.publish(load)
     _faults.point("published")
@@ -434,7 +446,7 @@ def _staged(ctx: Context, res: ResourceConfig, cursor: StagedChunk, rows: int, r
     """Bookkeeping after the destination committed a chunk: checkpoint, counts, limits."""
     _faults.point("staged")
     name, mark = _decode_position(cursor.part)
-    ctx.store.checkpoint(ctx.run_id, res.name, cursor.chunk, rows, name, cursor.rows_read_end, json.dumps(mark) if mark else None)
+    ctx.checkpointer.add(ctx.run_id, res.name, cursor.chunk, rows, name, cursor.rows_read_end, json.dumps(mark) if mark else None)
     result.rows_written += rows
     checks.enforce_limits(result)
 
