@@ -26,7 +26,7 @@ from conduit.connectors.base import Destination, Load, Source, StagedChunk, Task
 from conduit.errors import ConduitError, ConfigError, QualityCheckFailed, SourceError, UsageError
 from conduit.progress import Reporter
 
-CHUNK_BATCHES = 8  # a chunk (the unit of checkpoint and resume) is up to this many batches
+CHUNK_BATCHES = 16  # a chunk (the unit of checkpoint and resume) is up to this many batches (~2M rows by default)
 PARALLEL_CHUNK_BATCHES = 2  # smaller chunks when several stage at once (keeps memory bounded)
 
 
