@@ -203,8 +203,12 @@ def stream_part(part: Part, part_index: int, transform: Transform, batch_size: i
 _DONE = object()
 
 
-def prefetch(items: Iterator[Any], depth: int = 3) -> Iterator[Any]:
-    """Run ``items`` in a background thread, ``depth`` items ahead; errors re-raise here."""
+def prefetch(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+    """Run ``items`` in a background thread, ``depth`` items ahead; errors re-raise here.
+
+    Two are enough to keep a destination busy (on TPC-H SF1 into DuckDB the consumer
+    waits ~0.1 s in all); each more costs a batch of peak RSS (~25 MiB on lineitem).
+    """
     q: queue.Queue[Any] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
