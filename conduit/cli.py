@@ -236,9 +236,13 @@ def main(argv: list[str] | None = None) -> None:
     from conduit.errors import ConduitError
 
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
-    # Bounded memory: Polars' CSV reader otherwise prefetches many chunks ahead of a slower
-    # consumer (measured: about 100 MiB of peak RSS on TPC-H SF1). Users may override.
+    # Bounded memory: Polars' readers otherwise run far ahead of a slower consumer. Its CSV
+    # reader prefetches many 32 MiB chunks (2 chunks of 8 MiB: -55 and -117 MiB of peak RSS
+    # on TPC-H SF1 CSV -> DuckDB), its Parquet reader many row groups (2: -78 MiB on
+    # SF1 Parquet -> DuckDB). Users may override.
     os.environ.setdefault("POLARS_CSV_CHUNK_PREFETCH_LIMIT", "2")
+    os.environ.setdefault("POLARS_CSV_CHUNK_SIZE", str(8 << 20))
+    os.environ.setdefault("POLARS_ROW_GROUP_PREFETCH_SIZE", "2")
     try:
         cli.main(args=argv, standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -7,6 +7,7 @@ owns the DuckDB file, :mod:`conduit._pipeline` owns the batch transform.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -25,7 +26,7 @@ from conduit.connectors.base import Destination, Load, Source, StagedChunk, Task
 from conduit.errors import ConduitError, ConfigError, QualityCheckFailed, SourceError, UsageError
 from conduit.progress import Reporter
 
-CHUNK_BATCHES = 8  # a chunk (the unit of checkpoint and resume) is up to this many batches
+CHUNK_BATCHES = 16  # a chunk (the unit of checkpoint and resume) is up to this many batches (~2M rows by default)
 PARALLEL_CHUNK_BATCHES = 2  # smaller chunks when several stage at once (keeps memory bounded)
 
 
@@ -102,6 +103,11 @@ class Context:
         from conduit.store import Store
 
         return Store(self.project.state_path)
+
+    @cached_property
+    def checkpointer(self) -> Any:
+        """Writes chunk checkpoints to the store in the background (flushed before publish)."""
+        return self.store.checkpointer()
 
     def source(self, name: str) -> Source:
         """The source connector called ``name`` (created once per run)."""
@@ -288,6 +294,8 @@ def _run_resource(ctx: Context, res: ResourceConfig, incremental: Any) -> Resour
         if not isinstance(exc, ConduitError):
             result.error += "\n" + _secrets.redact(traceback.format_exc())
         fields = {}
+        with contextlib.suppress(Exception):  # the original error matters more
+            ctx.checkpointer.flush()
         try:
             if "load" in locals() and "dest" in locals():
                 dest.abort(load)
@@ -329,12 +337,15 @@ def _load(ctx: Context, res: ResourceConfig, source: Source, dest: Destination, 
 
     staged = dest.staged(load)
     positions: dict[str, int] = {}
+    rows = []
     for c in staged:
         name, mark = _decode_position(c.part)
         positions[name] = c.rows_read_end
         state.restore(mark)
         result.rows_written += c.rows
-        ctx.store.checkpoint(ctx.run_id, res.name, c.chunk, c.rows, name, c.rows_read_end, json.dumps(mark) if mark else None)
+        rows.append((ctx.run_id, res.name, c.chunk, c.rows, name, c.rows_read_end, json.dumps(mark) if mark else None))
+    if rows:
+        ctx.store.checkpoint_many(rows)
     result.rows_read += sum(positions.values())
     chunk_no = len(staged)
     dlq = DeadLetters(Store(ctx.project.state_path).dlq_dir, ctx.run_id, res.name)
@@ -401,6 +412,7 @@ def _stream(ctx: Context, res: ResourceConfig, source: Source, dest: Destination
     checks.enforce_limits(result, final=True)
     path = dlq.gather()
     result.dlq_path = str(path) if path else None
+    ctx.checkpointer.flush()  # resume after a crash past publish counts rows from them
     _faults.point("publish")
     published = dest.publish(load)
     _faults.point("published")
@@ -434,7 +446,7 @@ def _staged(ctx: Context, res: ResourceConfig, cursor: StagedChunk, rows: int, r
     """Bookkeeping after the destination committed a chunk: checkpoint, counts, limits."""
     _faults.point("staged")
     name, mark = _decode_position(cursor.part)
-    ctx.store.checkpoint(ctx.run_id, res.name, cursor.chunk, rows, name, cursor.rows_read_end, json.dumps(mark) if mark else None)
+    ctx.checkpointer.add(ctx.run_id, res.name, cursor.chunk, rows, name, cursor.rows_read_end, json.dumps(mark) if mark else None)
     result.rows_written += rows
     checks.enforce_limits(result)
 
@@ -547,7 +559,7 @@ def _make_transform(ctx: Context, res: ResourceConfig, dest: Destination, part: 
     import polars as pl
 
     from conduit import schema as sch
-    from conduit._pipeline import Transform, sample
+    from conduit._pipeline import Transform, compat_level, sample
     from conduit.coerce import Coercer
     from conduit.connectors.base import ERROR, RAW, RECHECK, ROW_NUMBER, SEQ
 
@@ -568,7 +580,8 @@ def _make_transform(ctx: Context, res: ResourceConfig, dest: Destination, part: 
     targets = {c: t for c, t in targets.items() if c in in_schema}
     coercer = Coercer(targets)
     out = coercer.output_schema(in_schema)
-    arrow_schema = pl.DataFrame(schema=out).to_arrow().schema
+    views = dest.capabilities.arrow_views
+    arrow_schema = pl.DataFrame(schema=out).to_arrow(compat_level=compat_level(views)).schema
     drop: list[str] = []
     if existing is not None:
         changes = sch.diff(arrow_schema, existing)
@@ -584,7 +597,7 @@ def _make_transform(ctx: Context, res: ResourceConfig, dest: Destination, part: 
 
         arrow_schema = arrow_schema.append(pa.field(SEQ, pa.int64()))
     load.schema = arrow_schema
-    return Transform(coercer, arrow_schema, checks=checks.evaluator(), drop=drop, add_seq=load.write_mode == "merge")
+    return Transform(coercer, arrow_schema, checks=checks.evaluator(), drop=drop, add_seq=load.write_mode == "merge", views=views)
 
 
 def pa_drop(schema: Any, names: list[str]) -> Any:
@@ -595,7 +608,9 @@ def pa_drop(schema: Any, names: list[str]) -> Any:
 
 
 def _record_schema(ctx: Context, res: ResourceConfig, load: Load) -> None:
-    fields = [{"name": f.name, "type": str(f.type)} for f in load.schema or [] if not f.name.startswith("_conduit")]
+    from conduit.schema import without_views
+
+    fields = [{"name": f.name, "type": str(without_views(f.type))} for f in load.schema or [] if not f.name.startswith("_conduit")]
     text = json.dumps(fields)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     change = "; ".join(c.describe() for c in load.changes) or "schema recorded"

@@ -150,7 +150,11 @@ class State:
             return
         import pyarrow.compute as pc
 
+        from conduit.schema import without_views
+
         arr = batch.column(self.column)
+        if without_views(arr.type) != arr.type:  # Arrow's min/max have no view kernels
+            arr = arr.cast(without_views(arr.type))
         self.null_rows += arr.null_count
         top = pc.max(arr).as_py()
         if top is not None and (self.after is None or top > self.after):

@@ -160,6 +160,7 @@ def spec_name(t: pa.DataType | None) -> str:
     """
     if t is None:
         return "?"
+    t = without_views(t)
     names = {pa.bool_(): "boolean", pa.int16(): "smallint", pa.int32(): "integer", pa.int64(): "bigint", pa.float32(): "real", pa.float64(): "double", pa.date32(): "date", pa.binary(): "binary"}
     if t in names:
         return names[t]
@@ -172,6 +173,29 @@ def spec_name(t: pa.DataType | None) -> str:
     if pa.types.is_time(t):
         return "time"
     return str(t)
+
+
+def without_views(t: pa.DataType) -> pa.DataType:
+    """``t`` with Arrow view types replaced by their large counterparts, nested ones too.
+
+    Polars exports ``string_view`` to destinations that take it; names recorded or shown
+    stay those of the default export.
+
+    >>> without_views(pa.list_(pa.string_view()))
+    ListType(list<item: large_string>)
+    """
+    if pa.types.is_string_view(t):
+        return pa.large_string()
+    if pa.types.is_binary_view(t):
+        return pa.large_binary()
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        inner = t.value_field.with_type(without_views(t.value_type))
+        return pa.large_list(inner) if pa.types.is_large_list(t) else pa.list_(inner, t.list_size) if pa.types.is_fixed_size_list(t) else pa.list_(inner)
+    if pa.types.is_struct(t):
+        return pa.struct([f.with_type(without_views(f.type)) for f in t])
+    if pa.types.is_dictionary(t):
+        return pa.dictionary(t.index_type, without_views(t.value_type), t.ordered)
+    return t
 
 
 def _is_string(t: pa.DataType) -> bool:

@@ -17,6 +17,7 @@ Examples
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -141,12 +142,21 @@ class Store:
 
     def checkpoint(self, run_id: str, resource: str, chunk: int, rows: int, part: str, rows_read_end: int, mark: str | None = None) -> None:
         """Record a staged chunk (``mark``: the incremental mark so far, JSON)."""
-        self._exec("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, now(), ?, ?, ?)", [run_id, resource, chunk, rows, part, rows_read_end, mark])
+        self.checkpoint_many([(run_id, resource, chunk, rows, part, rows_read_end, mark)])
+
+    def checkpoint_many(self, rows: list[tuple[Any, ...]]) -> None:
+        """Record staged chunks, each a tuple of :meth:`checkpoint`'s arguments, in one connection."""
+        with self.connect() as con:
+            con.executemany("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, now(), ?, ?, ?)", [list(r) for r in rows])
 
     def checkpoints(self, run_id: str, resource: str) -> list[tuple[int, int, str, int, str | None]]:
         """(chunk, rows, part, rows_read_end, mark) of a run's resource, in chunk order."""
         with self.connect() as con:
             return con.execute("SELECT chunk, rows, part, rows_read_end, mark FROM checkpoints WHERE run_id = ? AND resource = ? ORDER BY chunk", [run_id, resource]).fetchall()
+
+    def checkpointer(self) -> Checkpointer:
+        """A background writer of checkpoints for this store (see :class:`Checkpointer`)."""
+        return Checkpointer(self)
 
     # --- incremental state --------------------------------------------------------
 
@@ -221,3 +231,60 @@ class Store:
         else:
             cols = ", ".join(f"NULL::{'BIGINT' if c == '_conduit_row_number' else 'TIMESTAMPTZ' if c == '_conduit_loaded_at' else 'VARCHAR'} AS {c}" for c in DLQ_COLUMNS)
             con.execute(f"CREATE TEMP VIEW dlq AS SELECT {cols} WHERE false")
+
+
+class Checkpointer:
+    """Checkpoints written in order on a background thread, off the staging path.
+
+    Opening the store costs tens of milliseconds; done between two chunks it stalls the
+    destination. :meth:`add` queues a row and returns; rows queued while a write is under
+    way go together in the next one. :meth:`flush` returns once every queued row is in
+    the store and raises the writer's error, if any; call it before anything that reads
+    the checkpoints back (publish, then resume's bookkeeping). A crash may lose queued
+    rows: resume rebuilds them from the destination's own ledger.
+    """
+
+    def __init__(self, store: Store):
+        self._store = store
+        self._rows: list[tuple[Any, ...]] = []
+        self._busy = False
+        self._error: BaseException | None = None
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def add(self, *row: Any) -> None:
+        """Queue one checkpoint (the arguments of :meth:`Store.checkpoint`); raises an earlier write's error."""
+        with self._cond:
+            self._raise()
+            self._rows.append(row)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, daemon=True, name="conduit-checkpoint")
+                self._thread.start()
+            self._cond.notify_all()
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._rows:
+                    self._cond.wait()
+                rows, self._rows, self._busy = self._rows, [], True
+            try:
+                self._store.checkpoint_many(rows)
+            except BaseException as exc:  # noqa: BLE001 - raised by the next add or flush
+                with self._cond:
+                    self._error = self._error or exc
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+
+    def flush(self) -> None:
+        """Wait until every queued checkpoint is written; raise a write's error."""
+        with self._cond:
+            while self._rows or self._busy:
+                self._cond.wait()
+            self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error

@@ -50,12 +50,17 @@ class Capabilities:
         Whether the destination can add and widen columns (``schema_evolution: auto``).
     incremental_pushdown
         Whether a source pushes an incremental predicate into its own query.
+    arrow_views
+        Whether ``stage`` takes Arrow's view types (``string_view``, ``binary_view``):
+        Polars hands them over without copying every string; other destinations get
+        ``large_string`` / ``large_binary``.
     """
 
     write_modes: frozenset[str] = frozenset({"append", "replace", "merge"})
     parallel_stage: int = 1
     schema_evolution: bool = True
     incremental_pushdown: bool = False
+    arrow_views: bool = False
 
 
 @dataclass

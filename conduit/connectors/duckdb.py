@@ -108,7 +108,7 @@ class DuckDBDestination(Destination):
     """``type: duckdb``: the embedded destination."""
 
     Options = DuckDBOptions
-    capabilities = Capabilities(parallel_stage=1)
+    capabilities = Capabilities(parallel_stage=1, arrow_views=True)
 
     def __init__(self, name: str, options: DuckDBOptions, project_dir: Path):
         super().__init__(name, options, project_dir)

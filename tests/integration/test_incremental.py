@@ -134,3 +134,18 @@ def test_state_show_and_reset(tmp_path: Path) -> None:
     reset = subprocess.run([sys.executable, "-m", "conduit", "state", "reset", "events", "--config", str(cfg)], capture_output=True, text=True)
     assert reset.stdout.strip() == "events: state reset"
     assert store(tmp_path, "SELECT count(*) FROM state") == [(0,)]
+
+
+def test_text_mark_into_duckdb(tmp_path: Path) -> None:
+    """DuckDB takes Polars' string_view batches; the text mark and recorded types are unchanged."""
+    (tmp_path / "data").mkdir()
+    cfg = tmp_path / "ingest.yml"
+    cfg.write_text(CONFIG.format(fmt="parquet", col="code", extra=""))
+    pl.DataFrame({"id": [1, 2], "code": ["a", "b"]}).write_parquet(tmp_path / "data" / "a.parquet")
+    first = run(cfg)
+    assert first.returncode == 0, first.stderr
+    pl.DataFrame({"id": [3, 4], "code": ["a", "c"]}).write_parquet(tmp_path / "data" / "b.parquet")
+    assert run(cfg).returncode == 0
+    assert count(tmp_path / "w.duckdb", "SELECT list(id ORDER BY id) FROM main.events") == ([1, 2, 4],)
+    assert store(tmp_path, "SELECT value, value_type FROM state") == [("c", "large_string")]
+    assert store(tmp_path, "SELECT schema_json FROM schema_versions") == [('[{"name": "id", "type": "int64"}, {"name": "code", "type": "large_string"}]',)]

@@ -24,7 +24,7 @@ CONFIG = """\
 sources: [{{name: files, type: csv, path: data/}}]
 destinations: [{{name: local, type: duckdb, path: {db}}}]
 resources:
-  - {{name: events, source: files, destination: local, path: "events-*.csv", write_mode: {mode}, primary_keys: [id], batch_size: 5000}}
+  - {{name: events, source: files, destination: local, path: "events-*.csv", write_mode: {mode}, primary_keys: [id], batch_size: 2500}}
 """
 
 
@@ -127,7 +127,7 @@ def test_kill_at_a_random_moment(tmp_path: Path, clean: tuple[int, int, int]) ->
     """Not a named point: SIGKILL from outside after a delay, then resume."""
     make_data(tmp_path / "data")
     cfg = tmp_path / "ingest.yml"
-    cfg.write_text(CONFIG.format(db="w.duckdb", mode="append").replace("batch_size: 5000", "batch_size: 1000"))
+    cfg.write_text(CONFIG.format(db="w.duckdb", mode="append").replace("batch_size: 2500", "batch_size: 1000"))
     proc = subprocess.Popen([sys.executable, "-m", "conduit", "run", str(cfg), "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     store = tmp_path / ".conduit" / "conduit.duckdb"
     deadline = time.monotonic() + 60
