@@ -263,6 +263,9 @@ def _check_connectors(project: Project) -> None:
                 validated = cls.Options.model_validate(options)
             except ValidationError as exc:
                 raise _config_error(exc, at, project.lines, fname, cls.Options) from None
+            if entry.type == "duckdb" and project.resolve(getattr(validated, "path", "")).resolve() == project.state_path.resolve():
+                msg = f"{fname}:{project.lines.get((*at, 'path'), 1)}: {_dotted((*at, 'path'))}: is the store's file (state_path); give the store or the database another file"
+                raise ConfigError(msg)
             for key in ("password", "connection_string", "token", "secret", "private_key_passphrase"):
                 value = getattr(validated, key, None)
                 _secrets.register(value if key != "connection_string" else _secrets.uri_password(value or ""))

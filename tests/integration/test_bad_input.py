@@ -106,3 +106,14 @@ def test_validate_reports_ok(loaded: Path) -> None:
     exit_code, out = invoke("validate", str(loaded / "ingest.yml"))
     assert exit_code == 0
     assert "destination local (duckdb): ok" in out
+
+
+def test_duckdb_destination_on_the_store_file_is_a_config_error(tmp_path: Path) -> None:
+    """The store attaches its file briefly; a destination holding the same file for the run would share it unsafely."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "good.csv").write_text("id,name\n1,a\n")
+    (tmp_path / "ingest.yml").write_text(CONFIG.format(db=".conduit/conduit.duckdb", path="good.csv"))
+    exit_code, out = invoke("run", str(tmp_path / "ingest.yml"), "--no-progress")
+    assert exit_code == 2
+    assert "ingest.yml:2: destinations[0].path: is the store's file (state_path)" in out
+    assert not (tmp_path / ".conduit" / "conduit.duckdb").exists()
