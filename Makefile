@@ -33,6 +33,7 @@ test: dev
 
 lint: dev
 	$(VENV)/bin/ruff check conduit tests benchmarks
+	$(VENV)/bin/ruff format --check conduit tests benchmarks
 	$(VENV)/bin/mypy conduit
 
 bench: dev

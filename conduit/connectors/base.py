@@ -187,7 +187,6 @@ class Destination(ABC):
         """The statement that would apply ``change`` (shown in schema errors)."""
         return None
 
-
     @abstractmethod
     def staged(self, load: Load) -> list[StagedChunk]:
         """Chunks already staged for ``load`` (non-empty only when resuming)."""

@@ -322,8 +322,7 @@ class BigQueryDestination(Destination):
             target_slug = re.sub(r"[^A-Za-z0-9_]", "_", self._path(load.table))
             self._run_once(statement, f"conduit_{target_slug}_{self._slug(load)}_publish"[-900:], what)
         self._query(
-            f"INSERT INTO {self._ref(self.options.dataset + '._conduit_loads')} (load_id, run_id, resource, table_name, write_mode, `rows`, published_at) "
-            "VALUES (@load, @run, @resource, @table, @mode, @rows, CURRENT_TIMESTAMP())",
+            f"INSERT INTO {self._ref(self.options.dataset + '._conduit_loads')} (load_id, run_id, resource, table_name, write_mode, `rows`, published_at) VALUES (@load, @run, @resource, @table, @mode, @rows, CURRENT_TIMESTAMP())",
             [
                 ("load", "STRING", load.load_id),
                 ("run", "STRING", load.run_id),

@@ -221,9 +221,7 @@ class SnowflakeDestination(Destination):
         """The table's comment ('' when none) if it exists, else None."""
         schema, _, bare = table.rpartition(".")
         db = f"{sql.ident(self.options.database)}." if self.options.database else ""
-        rows = self._run(
-            f"SELECT COMMENT FROM {db}INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?", [sql.name(schema or self.options.db_schema), sql.name(bare)], "reading the catalog"
-        )
+        rows = self._run(f"SELECT COMMENT FROM {db}INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?", [sql.name(schema or self.options.db_schema), sql.name(bare)], "reading the catalog")
         return (rows[0][0] or "") if rows else None
 
     def table_schema(self, table: str) -> pa.Schema | None:
@@ -234,9 +232,7 @@ class SnowflakeDestination(Destination):
         db = f"{sql.ident(self.options.database)}." if self.options.database else ""
         cur = self.conn.cursor()
         try:  # SELECT *: stand-ins lack some columns (DATETIME_PRECISION)
-            cur.execute(
-                f"SELECT * FROM {db}INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION", [sql.name(schema or self.options.db_schema), sql.name(bare)]
-            )
+            cur.execute(f"SELECT * FROM {db}INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION", [sql.name(schema or self.options.db_schema), sql.name(bare)])
             names = [d[0].upper() for d in cur.description]
             rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
         except Exception as exc:  # noqa: BLE001 - converted to a typed error

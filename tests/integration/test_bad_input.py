@@ -16,8 +16,6 @@ resources: [{{name: people, source: files, destination: local, path: {path}, wri
 """
 
 
-
-
 @pytest.fixture
 def loaded(tmp_path: Path) -> Path:
     """A project whose table already holds 2 rows from a good run."""
@@ -85,11 +83,7 @@ def test_destination_in_missing_folder(tmp_path: Path) -> None:
 def test_file_destination_in_missing_folder(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "good.csv").write_text("id\n1\n")
-    (tmp_path / "ingest.yml").write_text(
-        "sources: [{name: files, type: csv, path: data/}]\n"
-        "destinations: [{name: lake, type: parquet, path: missing/lake}]\n"
-        "resources: [{name: people, source: files, destination: lake, path: good.csv}]\n"
-    )
+    (tmp_path / "ingest.yml").write_text("sources: [{name: files, type: csv, path: data/}]\ndestinations: [{name: lake, type: parquet, path: missing/lake}]\nresources: [{name: people, source: files, destination: lake, path: good.csv}]\n")
     exit_code, out = invoke("run", str(tmp_path / "ingest.yml"), "--no-progress")
     assert exit_code == 1
     assert "missing does not exist" in out

@@ -31,8 +31,6 @@ def write(tmp_path: Path, config: dict[str, Any]) -> Path:
     return cfg
 
 
-
-
 def pg_dest(uri: str, schema: str, **extra: Any) -> dict[str, Any]:
     return {"name": "pg", "type": "postgresql", "connection_string": uri, "db_schema": schema, **extra}
 

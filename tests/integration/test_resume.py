@@ -32,9 +32,7 @@ def make_data(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for f in range(FILES):
         start = f * ROWS_PER_FILE
-        df = pl.DataFrame({"id": pl.int_range(start, start + ROWS_PER_FILE, eager=True)}).with_columns(
-            (pl.col("id") * 7 % 1000).alias("amount"), pl.format("name-{}", pl.col("id")).alias("name")
-        )
+        df = pl.DataFrame({"id": pl.int_range(start, start + ROWS_PER_FILE, eager=True)}).with_columns((pl.col("id") * 7 % 1000).alias("amount"), pl.format("name-{}", pl.col("id")).alias("name"))
         if f == 1:  # a few bad rows: dead letters must be exactly once too
             df = df.with_columns(pl.when(pl.col("id") % 10_000 == 5).then(pl.lit("bad")).otherwise(pl.col("amount").cast(pl.String)).alias("amount"))
         df.write_csv(folder / f"events-{f}.csv")

@@ -44,10 +44,7 @@ def expected(tmp_path: Path) -> tuple[Any, ...]:
     """The same fingerprint computed from the source files with DuckDB (bad amounts excluded)."""
     glob = str(tmp_path / "data" / "events-*.csv")
     with duckdb.connect() as con:
-        return con.execute(
-            f"SELECT count(*), count(DISTINCT id), md5(string_agg(id::VARCHAR || ':' || amount || ':' || name, ',' ORDER BY id::BIGINT)) "
-            f"FROM read_csv('{glob}', all_varchar = true) WHERE amount <> 'bad'"
-        ).fetchone()  # type: ignore[return-value]
+        return con.execute(f"SELECT count(*), count(DISTINCT id), md5(string_agg(id::VARCHAR || ':' || amount || ':' || name, ',' ORDER BY id::BIGINT)) FROM read_csv('{glob}', all_varchar = true) WHERE amount <> 'bad'").fetchone()  # type: ignore[return-value]
 
 
 @pytest.mark.parametrize(
@@ -71,7 +68,7 @@ def test_kill_then_resume_into_postgres(tmp_path: Path, pg_uri: str, pg_schema: 
     resumed = conduit(cfg, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert fingerprint(pg_uri, pg_schema) == expected(tmp_path)
-    assert sql(pg_uri, f"SELECT count(*) FROM \"{pg_schema}\"._conduit_loads") == [(1,)]
+    assert sql(pg_uri, f'SELECT count(*) FROM "{pg_schema}"._conduit_loads') == [(1,)]
     with duckdb.connect(str(tmp_path / ".conduit" / "conduit.duckdb"), read_only=True) as con:
         rows = con.execute("SELECT rows_read, rows_written, rows_dlq FROM resource_runs").fetchall()
     good = expected(tmp_path)[0]

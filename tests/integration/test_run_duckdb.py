@@ -136,11 +136,7 @@ def test_manifest_records_the_run(tmp_path: Path) -> None:
 def test_file_destinations(tmp_path: Path, fmt: str) -> None:
     people(tmp_path, "people.csv", [(1, "Ann", "2024-01-02"), (2, "Bob", "2024-02-03")])
     cfg = tmp_path / "ingest.yml"
-    cfg.write_text(
-        f"sources: [{{name: files, type: csv, path: data/}}]\n"
-        f"destinations: [{{name: lake, type: {fmt}, path: lake}}]\n"
-        "resources: [{name: people, source: files, destination: lake, path: people.csv, write_mode: replace}]\n"
-    )
+    cfg.write_text(f"sources: [{{name: files, type: csv, path: data/}}]\ndestinations: [{{name: lake, type: {fmt}, path: lake}}]\nresources: [{{name: people, source: files, destination: lake, path: people.csv, write_mode: replace}}]\n")
     for _ in range(2):
         code, out = run_cli("run", str(cfg), "--no-progress")
         assert code == 0, out

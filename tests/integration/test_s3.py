@@ -21,8 +21,6 @@ from cli_run import invoke
 pytestmark = pytest.mark.s3
 
 
-
-
 @pytest.fixture
 def fs(s3_endpoint: str) -> s3fs.S3FileSystem:
     return s3fs.S3FileSystem(key="testing", secret="testing", endpoint_url=s3_endpoint, skip_instance_cache=True)

@@ -48,9 +48,7 @@ def test_checks(tmp_path: Path, checks: str, dlq_counts: dict[str, int], warned:
 
 def test_unique_across_batches_and_first_row_wins(tmp_path: Path) -> None:
     data = "id,v\n" + "".join(f"{i},{i}\n" for i in range(1, 101)) + "7,dup\n1,dup\n"
-    _result, loaded, dlq, manifest = run_one(
-        tmp_path, {"data.csv": data}, "{name: t, source: f, destination: local, path: data.csv, quality_checks: [{column: id, check: unique, action: dlq}]}", batch_size=10
-    )
+    _result, loaded, dlq, manifest = run_one(tmp_path, {"data.csv": data}, "{name: t, source: f, destination: local, path: data.csv, quality_checks: [{column: id, check: unique, action: dlq}]}", batch_size=10)
     assert sorted(dlq["id"].to_list()) == ["1", "7"]
     assert "dup" not in loaded["v"].to_list()
     assert loaded["id"].n_unique() == 100
@@ -136,10 +134,7 @@ CONFIG_ERRORS = [
 def test_config_errors(tmp_path: Path, check: str, message: str) -> None:
     (tmp_path / "data.csv").write_text("a\n1\n")
     (tmp_path / "checks.py").write_text("import conduit.quality as q\n\n@q.register('not_vectorized')\ndef nv(column, **params):\n    return True\n")
-    (tmp_path / "ingest.yml").write_text(
-        "sources: [{name: f, type: csv, path: .}]\ndestinations: [{name: local, type: duckdb}]\nresources:\n"
-        "  - name: t\n    source: f\n    destination: local\n    quality_checks:\n      - " + check + "\n"
-    )
+    (tmp_path / "ingest.yml").write_text("sources: [{name: f, type: csv, path: .}]\ndestinations: [{name: local, type: duckdb}]\nresources:\n  - name: t\n    source: f\n    destination: local\n    quality_checks:\n      - " + check + "\n")
     with pytest.raises(ConfigError, match=r"ingest\.yml:8: ") as err:
         conduit.run(tmp_path / "ingest.yml")
     assert message in str(err.value)
@@ -159,9 +154,7 @@ def test_cli_summary_and_dlq_view(tmp_path: Path) -> None:
     from conduit.cli import cli
 
     (tmp_path / "data.csv").write_text(DATA)
-    (tmp_path / "ingest.yml").write_text(
-        "sources: [{name: f, type: csv, path: .}]\ndestinations: [{name: local, type: duckdb}]\nresources:\n  - " + res("{column: code, check: enum, values: [A, B], action: dlq}") + "\n"
-    )
+    (tmp_path / "ingest.yml").write_text("sources: [{name: f, type: csv, path: .}]\ndestinations: [{name: local, type: duckdb}]\nresources:\n  - " + res("{column: code, check: enum, values: [A, B], action: dlq}") + "\n")
     out = CliRunner().invoke(cli, ["run", str(tmp_path / "ingest.yml"), "--no-progress"])
     assert out.exit_code == 0, out.output
     assert "10 dead-lettered (enum code: 10)" in out.output
