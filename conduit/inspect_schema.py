@@ -22,8 +22,9 @@ def _transform(config: Path, resource: str) -> tuple[engine.Context, Load]:
     load = Load("inspect", "inspect", res.name, opts.table or dest.default_table(res.name), opts)
     part = next(iter(source.parts(Task(res, project.dir))))
     from conduit import quality
+    from conduit._staging import make_transform
 
-    engine._make_transform(ctx, res, dest, part, load, quality.Checks(res), State(res.name, None))
+    make_transform(ctx, res, dest, part, load, quality.Checks(res), State(res.name, None))
     return ctx, load
 
 
