@@ -70,11 +70,16 @@ def test_config_errors_exit_2_and_load_nothing(loaded: Path, config: str, messag
     assert table_rows(loaded / "w.duckdb") == [(1, "a"), (2, "b")]
 
 
-def test_destination_in_missing_folder(tmp_path: Path) -> None:
+def run_into(tmp_path: Path, db: str) -> tuple[int, str]:
+    """Run a one-file CSV project into the DuckDB file ``db`` (relative to the project)."""
     (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "good.csv").write_text("id\n1\n")
-    (tmp_path / "ingest.yml").write_text(CONFIG.format(db="no/such/dir/w.duckdb", path="good.csv"))
-    exit_code, out = invoke("run", str(tmp_path / "ingest.yml"), "--no-progress")
+    (tmp_path / "data" / "good.csv").write_text("id,name\n1,a\n")
+    (tmp_path / "ingest.yml").write_text(CONFIG.format(db=db, path="good.csv"))
+    return invoke("run", str(tmp_path / "ingest.yml"), "--no-progress")
+
+
+def test_destination_in_missing_folder(tmp_path: Path) -> None:
+    exit_code, out = run_into(tmp_path, "no/such/dir/w.duckdb")
     assert exit_code == 1
     assert "folder" in out and "no/such/dir" in out and "does not exist" in out
     assert not (tmp_path / "no").exists()
@@ -104,10 +109,7 @@ def test_validate_reports_ok(loaded: Path) -> None:
 
 def test_duckdb_destination_on_the_store_file_is_a_config_error(tmp_path: Path) -> None:
     """The store attaches its file briefly; a destination holding the same file for the run would share it unsafely."""
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "good.csv").write_text("id,name\n1,a\n")
-    (tmp_path / "ingest.yml").write_text(CONFIG.format(db=".conduit/conduit.duckdb", path="good.csv"))
-    exit_code, out = invoke("run", str(tmp_path / "ingest.yml"), "--no-progress")
+    exit_code, out = run_into(tmp_path, ".conduit/conduit.duckdb")
     assert exit_code == 2
     assert "ingest.yml:2: destinations[0].path: is the store's file (state_path)" in out
     assert not (tmp_path / ".conduit" / "conduit.duckdb").exists()
