@@ -325,16 +325,14 @@ class PostgresDestination(Destination):
                     copy.write(TRAILER)
                 cur.execute(f"INSERT INTO {self.ledger}._conduit_chunks VALUES (%s, %s, %s, %s, %s)", [load.load_id, chunk.chunk, chunk.part, chunk.rows_read_end, rows])
             conn.commit()
-        except Exception as exc:  # noqa: BLE001 - the reader's own error wins, else the server's
+        except BaseException as exc:  # the reader's own error wins, else the server's
             with contextlib.suppress(Exception):
                 conn.rollback()
             if failed:
                 raise failed[0] from None
+            if not isinstance(exc, Exception):
+                raise
             raise error(exc, f"{load.resource}: staging chunk {chunk.chunk} into {load.table} failed") from None
-        except BaseException:
-            with contextlib.suppress(Exception):
-                conn.rollback()
-            raise
         return rows
 
     def is_published(self, load: Load) -> bool:
