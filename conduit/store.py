@@ -176,12 +176,12 @@ class Store:
             [*fields.values(), run_id, resource],
         )
 
-    def checkpoint(self, run_id: str, resource: str, chunk: int, rows: int, part: str, rows_read_end: int, mark: str | None = None) -> None:
-        """Record a staged chunk (``mark``: the incremental mark so far, JSON)."""
-        self.checkpoint_many([(run_id, resource, chunk, rows, part, rows_read_end, mark)])
-
     def checkpoint_many(self, rows: list[tuple[Any, ...]]) -> None:
-        """Record staged chunks, each a tuple of :meth:`checkpoint`'s arguments, in one connection."""
+        """Record staged chunks in one connection.
+
+        Each row is ``(run_id, resource, chunk, rows, part, rows_read_end, mark)``; ``mark``
+        is the incremental mark so far (JSON) or None.
+        """
         with self.connect() as con:
             con.executemany("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, now(), ?, ?, ?)", [list(r) for r in rows])
 
@@ -272,8 +272,8 @@ class Store:
 class Checkpointer:
     """Checkpoints written in order on a background thread, off the staging path.
 
-    Opening the store costs tens of milliseconds; done between two chunks it stalls the
-    destination. :meth:`add` queues a row and returns; rows queued while a write is under
+    Each write opens (attaches) the store and commits; done between two chunks it stalls
+    the destination. :meth:`add` queues a row and returns; rows queued while a write is under
     way go together in the next one. :meth:`flush` returns once every queued row is in
     the store and raises the writer's error, if any; call it before anything that reads
     the checkpoints back (publish, then resume's bookkeeping). A crash may lose queued
@@ -289,7 +289,7 @@ class Checkpointer:
         self._thread: threading.Thread | None = None
 
     def add(self, *row: Any) -> None:
-        """Queue one checkpoint (the arguments of :meth:`Store.checkpoint`); raises an earlier write's error."""
+        """Queue one checkpoint (a row of :meth:`Store.checkpoint_many`); raises an earlier write's error."""
         with self._cond:
             self._raise()
             self._rows.append(row)
