@@ -192,7 +192,7 @@ class CopyEncoder:
         self._fixed = [_fixed(f.type) for f in schema]
         self.columns = schema.names
         for f, spec in zip(schema, self._fixed, strict=True):
-            if spec is None and not _variable(f.type):
+            if spec is None and not _is_variable(f.type):
                 msg = f"column {f.name}: no binary COPY encoding for Arrow type {f.type}"
                 raise TypeError(msg)
 
@@ -248,5 +248,5 @@ class CopyEncoder:
         return [_as_binary(lengths), col]
 
 
-def _variable(t: pa.DataType) -> bool:
+def _is_variable(t: pa.DataType) -> bool:
     return any(test(t) for test in (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view, pa.types.is_binary, pa.types.is_large_binary, pa.types.is_binary_view))
