@@ -18,7 +18,7 @@ import polars as pl
 import pyarrow as pa
 
 from conduit.coerce import Coercer
-from conduit.connectors.base import ERROR, RAW, RECHECK, ROW_NUMBER, SEQ, Part
+from conduit.connectors.base import ERROR, RAW, RECHECK, ROW_NUMBER, SEQ, Part, Seekable
 from conduit.errors import ConduitError, SourceError
 
 PART_SHIFT = 40  # _conduit_seq = part index << 40 | row number: stable across resumes
@@ -60,6 +60,17 @@ class Transform:
     row_filter: Callable[[pl.DataFrame], pl.Series] | None = None
     views: bool = False  # emit string_view / binary_view (no copy out of Polars)
 
+    def direct(self, schema: pa.Schema) -> bool:
+        """Whether batches of ``schema`` pass unchanged (no cast, check, filter or column to add).
+
+        Such batches skip Polars: only their string layout is conformed to :attr:`schema`.
+        """
+        if self.checks is not None or self.row_filter is not None or self.add_seq or self.drop:
+            return False
+        if [f.name for f in schema] != self.schema.names or self.coercer._casts(pl.DataFrame(schema.empty_table()).schema):
+            return False
+        return all(_same_layout_family(a.type, b.type) for a, b in zip(schema, self.schema, strict=True))
+
     def __call__(self, df: pl.DataFrame, part_index: int) -> tuple[pa.RecordBatch, list[Bad], dict[str, int], int]:
         """(good Arrow batch, bad rows, warning counts, rows filtered out by incremental state)."""
         filtered = 0
@@ -90,6 +101,17 @@ class Transform:
         batch = table.combine_chunks().to_batches()
         good = batch[0] if batch else pa.RecordBatch.from_pylist([], schema=self.schema)
         return good, bad, warned, filtered
+
+
+_STRINGS = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)
+_BINARIES = (pa.types.is_binary, pa.types.is_large_binary, pa.types.is_binary_view)
+
+
+def _same_layout_family(source: pa.DataType, target: pa.DataType) -> bool:
+    """Equal types, or both strings / both binaries (a cheap, lossless cast apart)."""
+    if source == target:
+        return True
+    return any(any(f(source) for f in family) and any(f(target) for f in family) for family in (_STRINGS, _BINARIES))
 
 
 def compat_level(views: bool) -> pl.CompatLevel | None:
@@ -141,7 +163,8 @@ def frames(part: Part, batch_size: int, skip: int) -> Iterator[pl.DataFrame]:
     """Bounded batches of one part, rows numbered, the first ``skip`` rows left out.
 
     A lazy frame without ``_conduit_row_number`` is numbered here, in stream order
-    (Polars' own row index makes its streaming Parquet scan buffer far ahead).
+    (Polars' own row index makes its streaming Parquet scan buffer far ahead), and so
+    are Arrow streams; a :class:`Seekable` one starts near ``skip`` instead of at 0.
     """
     if isinstance(part.frame, pl.LazyFrame):
         lf = part.frame
@@ -171,8 +194,8 @@ def frames(part: Part, batch_size: int, skip: int) -> Iterator[pl.DataFrame]:
                 raise
             yield from part.fallback(done, batch_size)
         return
-    offset = 0
-    for rb in part.frame:
+    offset, batches = _arrow_batches(part, batch_size, skip)
+    for rb in batches:
         converted = pl.from_arrow(rb)
         assert isinstance(converted, pl.DataFrame)
         df = converted
@@ -186,6 +209,9 @@ def frames(part: Part, batch_size: int, skip: int) -> Iterator[pl.DataFrame]:
 def stream_part(part: Part, part_index: int, transform: Transform, batch_size: int, skip: int) -> Iterator[Step]:
     """Transformed steps of one part; source errors become :class:`SourceError` naming the part."""
     end = skip
+    if not isinstance(part.frame, pl.LazyFrame) and transform.direct(part.frame.schema):
+        yield from _direct(part, transform.schema, batch_size, skip)
+        return
     try:
         for df in frames(part, batch_size, skip):
             if df.height == 0:
@@ -198,6 +224,31 @@ def stream_part(part: Part, part_index: int, transform: Transform, batch_size: i
     except (pl.exceptions.PolarsError, OSError, pa.ArrowException) as exc:
         msg = f"cannot read {part.name}: {' '.join(str(exc).split())[:500]}"
         raise SourceError(msg) from None
+
+
+def _direct(part: Part, schema: pa.Schema, batch_size: int, skip: int) -> Iterator[Step]:
+    """Steps of an Arrow part that needs no transform: its batches, conformed to ``schema``."""
+    try:
+        offset, batches = _arrow_batches(part, batch_size, skip)
+        for rb in batches:
+            if offset + rb.num_rows <= skip:
+                offset += rb.num_rows
+                continue
+            if offset < skip:
+                rb, offset = rb.slice(skip - offset), skip
+            offset += rb.num_rows
+            if rb.num_rows:
+                yield Step(_conform(pa.Table.from_batches([rb]), schema).combine_chunks().to_batches()[0], [], rb.num_rows, offset)
+    except (OSError, pa.ArrowException) as exc:
+        msg = f"cannot read {part.name}: {' '.join(str(exc).split())[:500]}"
+        raise SourceError(msg) from None
+
+
+def _arrow_batches(part: Part, batch_size: int, skip: int) -> tuple[int, Iterator[pa.RecordBatch]]:
+    """(rows before the first batch, the batches) of an Arrow part; a Seekable one starts near ``skip``."""
+    if isinstance(part.frame, Seekable):
+        return part.frame.batches(skip, batch_size)
+    return 0, iter(part.frame)  # type: ignore[arg-type]
 
 
 _DONE = object()

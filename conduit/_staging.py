@@ -43,9 +43,11 @@ def stream(ctx: Context, res: ResourceConfig, source: Source, dest: Destination,
             if transform is None:
                 transform = make_transform(ctx, res, dest, part, load, checks, state)
                 if workers > 1:
-                    stager = ParallelStager(lambda cursor, reader: dest.stage(load, cursor, reader), transform.schema, workers, depth=2)
+                    stager = ParallelStager(lambda cursor, reader: dest.stage(load, cursor, reader), transform.schema, workers)
             transform.row_filter = state.row_filter(part.name)
-            steps = prefetch(stream_part(part, part_index, transform, batch_size, positions.get(part.name, 0)))
+            steps = stream_part(part, part_index, transform, batch_size, positions.get(part.name, 0))
+            if stager is None:  # the stager's own queues already overlap reading with staging
+                steps = prefetch(steps)
             for chunk_steps in _chunks(steps, PARALLEL_CHUNK_BATCHES if stager else CHUNK_BATCHES):
                 cursor = StagedChunk(chunk_no, part.name, positions.get(part.name, 0), 0)
                 if stager is not None:

@@ -29,7 +29,7 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +40,7 @@ HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8  # signature, flags, header exten
 TRAILER = b"\xff\xff"
 _PG_EPOCH_DAYS = 10_957  # 2000-01-01 in days since 1970-01-01
 _PG_EPOCH_US = 946_684_800_000_000
+SLICE_ROWS = 16_384  # rows encoded at once: bounds the encoder's temporaries to a few MiB
 _NULL = pa.scalar(b"\xff\xff\xff\xff", pa.large_binary())
 
 
@@ -195,6 +196,11 @@ class CopyEncoder:
             if spec is None and not _is_variable(f.type):
                 msg = f"column {f.name}: no binary COPY encoding for Arrow type {f.type}"
                 raise TypeError(msg)
+
+    def pieces(self, batch: pa.RecordBatch, rows: int = SLICE_ROWS) -> Iterator[pa.Buffer]:
+        """The COPY rows of ``batch``, encoded ``rows`` at a time (the temporaries stay small)."""
+        for start in range(0, batch.num_rows, rows):
+            yield self.encode(batch.slice(start, rows))
 
     def encode(self, batch: pa.RecordBatch) -> pa.Buffer:
         """The COPY rows of ``batch`` (no header or trailer)."""

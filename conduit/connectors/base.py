@@ -1,7 +1,7 @@
 """The connector contract: small ABCs plus capabilities as data.
 
 A source yields :class:`Part` objects (a file, a query result), each a Polars
-LazyFrame or an Arrow RecordBatchReader. A destination stages Arrow batches chunk by
+LazyFrame, an Arrow RecordBatchReader or a :class:`Seekable` Arrow stream. A destination stages Arrow batches chunk by
 chunk (each chunk committed with a ledger row, so a resume never stages twice) and
 publishes a whole load atomically, recording its id in ``_conduit_loads``.
 The engine asks :class:`Capabilities`; it never checks a connector's type name.
@@ -80,6 +80,20 @@ class Task:
     incremental: Incremental | None = None
 
 
+class Seekable(ABC):
+    """An Arrow stream that can start near a row and cut batches to size (Parquet row groups).
+
+    The engine asks for the batches after the rows already staged, so a resume does
+    not decode what it would throw away.
+    """
+
+    schema: pa.Schema
+
+    @abstractmethod
+    def batches(self, skip: int, batch_size: int) -> tuple[int, Iterator[pa.RecordBatch]]:
+        """(rows before the first batch, at most ``skip``; batches of at most ``batch_size`` rows)."""
+
+
 @dataclass
 class Part:
     """One unit of a source (a file, a query): its frame and, for files, its name.
@@ -93,7 +107,7 @@ class Part:
     """
 
     name: str
-    frame: pl.LazyFrame | pa.RecordBatchReader
+    frame: pl.LazyFrame | pa.RecordBatchReader | Seekable
     text_columns: bool = False
     bytes: int = 0
     fallback: Callable[[int, int], Iterator[pl.DataFrame]] | None = None

@@ -317,7 +317,8 @@ class PostgresDestination(Destination):
                     copy.write(HEADER)
                     try:
                         for batch in batches:
-                            copy.write(encoder.encode(cast_batch(batch, target, cols)))
+                            for piece in encoder.pieces(cast_batch(batch, target, cols)):
+                                copy.write(piece)
                             rows += batch.num_rows
                     except BaseException as exc:
                         failed.append(exc)

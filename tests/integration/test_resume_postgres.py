@@ -12,6 +12,9 @@ from typing import Any
 
 import adbc_driver_postgresql.dbapi as pg
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 from test_resume import FILES, ROWS_PER_FILE, make_data
 
@@ -75,6 +78,45 @@ def test_kill_then_resume_into_postgres(tmp_path: Path, pg_uri: str, pg_schema: 
     assert rows == [(FILES * ROWS_PER_FILE, good, FILES * ROWS_PER_FILE - good)]
     staging = sql(pg_uri, "SELECT count(*) FROM pg_tables WHERE tablename LIKE '\\_conduit\\_stage\\_%' AND schemaname = $1", [pg_schema])
     assert staging == [(0,)]
+
+
+def make_parquet(folder: Path) -> None:
+    """The same events as Parquet, in row groups (12,000 rows) that chunks (two 5,000-row batches) end inside."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in range(FILES):
+        ids = pa.array(range(f * ROWS_PER_FILE, (f + 1) * ROWS_PER_FILE), pa.int64())
+        amount = pc.cast(pc.bit_wise_and(pc.multiply(ids, 7), 1023), pa.int64())
+        name = pc.binary_join_element_wise("name-", pc.cast(ids, pa.string()), "")
+        pq.write_table(pa.table({"id": ids, "amount": amount, "name": name}), folder / f"events-{f}.parquet", row_group_size=12_000)
+
+
+@pytest.mark.parametrize(
+    ("fault", "resume_args"),
+    [
+        pytest.param("read:7", [], id="during-read"),
+        pytest.param("staged:5", [], id="after-chunk-staged"),
+        pytest.param("staged:5", ["--batch-size", "3000"], id="resume-cuts-other-batches"),
+    ],
+)
+def test_kill_then_resume_parquet_into_postgres(tmp_path: Path, pg_uri: str, pg_schema: str, fault: str, resume_args: list[str]) -> None:
+    """A resume starts at the row group holding the first unstaged row and loads every row once.
+
+    Resuming with another batch size puts the first unstaged row inside a batch.
+    """
+    make_parquet(tmp_path / "data")
+    cfg = tmp_path / "ingest.yml"
+    cfg.write_text(CONFIG.format(uri=pg_uri, schema=pg_schema, mode="append").replace("csv", "parquet"))
+    crashed = conduit(cfg, fault=fault)
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    resumed = conduit(cfg, "--resume", *resume_args)
+    assert resumed.returncode == 0, resumed.stderr
+    glob = str(tmp_path / "data" / "events-*.parquet")
+    with duckdb.connect() as con:
+        want = con.execute(f"SELECT count(*), count(DISTINCT id), md5(string_agg(id::VARCHAR || ':' || amount || ':' || name, ',' ORDER BY id)) FROM read_parquet('{glob}')").fetchone()
+    assert want is not None and want[0] == FILES * ROWS_PER_FILE
+    assert fingerprint(pg_uri, pg_schema) == want
+    with duckdb.connect(str(tmp_path / ".conduit" / "conduit.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT rows_read, rows_written FROM resource_runs").fetchall() == [(want[0], want[0])]
 
 
 def test_constraint_violation_mid_run_leaves_target_unchanged(tmp_path: Path, pg_uri: str, pg_schema: str) -> None:
