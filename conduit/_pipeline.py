@@ -209,7 +209,7 @@ def frames(part: Part, batch_size: int, skip: int) -> Iterator[pl.DataFrame]:
 def stream_part(part: Part, part_index: int, transform: Transform, batch_size: int, skip: int) -> Iterator[Step]:
     """Transformed steps of one part; source errors become :class:`SourceError` naming the part."""
     end = skip
-    if not isinstance(part.frame, pl.LazyFrame) and transform.direct(part.frame.schema):
+    if is_direct(part, transform):
         yield from _direct(part, transform.schema, batch_size, skip)
         return
     try:
@@ -224,6 +224,11 @@ def stream_part(part: Part, part_index: int, transform: Transform, batch_size: i
     except (pl.exceptions.PolarsError, OSError, pa.ArrowException) as exc:
         msg = f"cannot read {part.name}: {' '.join(str(exc).split())[:500]}"
         raise SourceError(msg) from None
+
+
+def is_direct(part: Part, transform: Transform) -> bool:
+    """Whether ``part`` is an Arrow stream whose batches need no transform (see :meth:`Transform.direct`)."""
+    return not isinstance(part.frame, pl.LazyFrame) and transform.direct(part.frame.schema)
 
 
 def _direct(part: Part, schema: pa.Schema, batch_size: int, skip: int) -> Iterator[Step]:

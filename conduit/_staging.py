@@ -27,7 +27,7 @@ PARALLEL_CHUNK_BATCHES = 2  # smaller chunks when several stage at once (keeps m
 
 def stream(ctx: Context, res: ResourceConfig, source: Source, dest: Destination, task: Task, load: Load, result: ResourceResult, state: Any, checks: Any, dlq: Any, positions: dict[str, int], chunk_no: int) -> bool:
     """Stage chunk after chunk, then publish; False when the source had no parts."""
-    from conduit._pipeline import ParallelStager, prefetch, stream_part
+    from conduit._pipeline import ParallelStager, is_direct, prefetch, stream_part
 
     batch_size = ctx.batch_size or load.options.batch_size
     transform = None
@@ -46,7 +46,7 @@ def stream(ctx: Context, res: ResourceConfig, source: Source, dest: Destination,
                     stager = ParallelStager(lambda cursor, reader: dest.stage(load, cursor, reader), transform.schema, workers)
             transform.row_filter = state.row_filter(part.name)
             steps = stream_part(part, part_index, transform, batch_size, positions.get(part.name, 0))
-            if stager is None:  # the stager's own queues already overlap reading with staging
+            if stager is None or not is_direct(part, transform):  # cheap untransformed batches go straight to the stager's queues
                 steps = prefetch(steps)
             for chunk_steps in _chunks(steps, PARALLEL_CHUNK_BATCHES if stager else CHUNK_BATCHES):
                 cursor = StagedChunk(chunk_no, part.name, positions.get(part.name, 0), 0)
