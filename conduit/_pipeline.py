@@ -20,6 +20,7 @@ import pyarrow as pa
 from conduit.coerce import Coercer
 from conduit.connectors.base import ERROR, RAW, RECHECK, ROW_NUMBER, SEQ, Part, Seekable
 from conduit.errors import ConduitError, SourceError
+from conduit.schema import same_type
 
 PART_SHIFT = 40  # _conduit_seq = part index << 40 | row number: stable across resumes
 
@@ -63,13 +64,13 @@ class Transform:
     def direct(self, schema: pa.Schema) -> bool:
         """Whether batches of ``schema`` pass unchanged (no cast, check, filter or column to add).
 
-        Such batches skip Polars: only their string layout is conformed to :attr:`schema`.
+        Such batches skip Polars: only their string layout (or timestamp zone name) is conformed to :attr:`schema`.
         """
         if self.checks is not None or self.row_filter is not None or self.add_seq or self.drop:
             return False
         if [f.name for f in schema] != self.schema.names or self.coercer._casts(pl.DataFrame(schema.empty_table()).schema):
             return False
-        return all(_same_layout_family(a.type, b.type) for a, b in zip(schema, self.schema, strict=True))
+        return all(same_type(a.type, b.type) for a, b in zip(schema, self.schema, strict=True))
 
     def __call__(self, df: pl.DataFrame, part_index: int) -> tuple[pa.RecordBatch, list[Bad], dict[str, int], int]:
         """(good Arrow batch, bad rows, warning counts, rows filtered out by incremental state)."""
@@ -101,17 +102,6 @@ class Transform:
         batch = table.combine_chunks().to_batches()
         good = batch[0] if batch else pa.RecordBatch.from_pylist([], schema=self.schema)
         return good, bad, warned, filtered
-
-
-_STRINGS = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)
-_BINARIES = (pa.types.is_binary, pa.types.is_large_binary, pa.types.is_binary_view)
-
-
-def _same_layout_family(source: pa.DataType, target: pa.DataType) -> bool:
-    """Equal types, or both strings / both binaries (a cheap, lossless cast apart)."""
-    if source == target:
-        return True
-    return any(any(f(source) for f in family) and any(f(target) for f in family) for family in (_STRINGS, _BINARIES))
 
 
 def compat_level(views: bool) -> pl.CompatLevel | None:

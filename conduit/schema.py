@@ -166,7 +166,7 @@ def spec_name(t: pa.DataType | None) -> str:
         return names[t]
     if pa.types.is_decimal(t):
         return f"decimal({t.precision},{t.scale})"
-    if _is_string(t):
+    if is_text(t):
         return "text"
     if pa.types.is_timestamp(t):
         return "timestamptz" if t.tz else "timestamp"
@@ -198,13 +198,19 @@ def without_views(t: pa.DataType) -> pa.DataType:
     return t
 
 
-def _is_string(t: pa.DataType) -> bool:
+def is_text(t: pa.DataType) -> bool:
+    """``string``, ``large_string`` or ``string_view``."""
     return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
 
 
+def is_bytes(t: pa.DataType) -> bool:
+    """``binary``, ``large_binary`` or ``binary_view``."""
+    return pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t)
+
+
 def same_type(a: pa.DataType, b: pa.DataType) -> bool:
-    """Equal up to string flavours (utf8 / large_utf8 / string_view) and timestamp zone names."""
-    if _is_string(a) and _is_string(b):
+    """Equal up to string / binary flavours (e.g. utf8 / large_utf8 / string_view) and timestamp zone names."""
+    if (is_text(a) and is_text(b)) or (is_bytes(a) and is_bytes(b)):
         return True
     if pa.types.is_timestamp(a) and pa.types.is_timestamp(b):
         return a.unit == b.unit and (a.tz is None) == (b.tz is None)
@@ -236,7 +242,7 @@ def fits_into(src: pa.DataType, dst: pa.DataType) -> bool:
         return src.bit_width <= dst.bit_width
     if pa.types.is_null(src):
         return True
-    return _is_string(dst) and (_is_string(src) or pa.types.is_large_string(src))
+    return is_text(dst) and (is_text(src) or pa.types.is_large_string(src))
 
 
 def diff(source: pa.Schema, target: pa.Schema) -> list[Change]:

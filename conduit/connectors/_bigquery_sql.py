@@ -30,6 +30,8 @@ def field_type(t: pa.DataType, json: bool = False) -> str:
     """The BigQuery type of an Arrow type (for a list: of its items; REPEATED is the mode)."""
     import pyarrow as pa
 
+    from conduit.schema import is_bytes, is_text
+
     if json:
         return "JSON"
     if pa.types.is_list(t) or pa.types.is_large_list(t):
@@ -49,9 +51,9 @@ def field_type(t: pa.DataType, json: bool = False) -> str:
             return "BIGNUMERIC"
         msg = f"decimal({t.precision},{t.scale}) does not fit BigQuery's BIGNUMERIC"
         raise DestinationError(msg)
-    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t) or pa.types.is_null(t):
+    if is_text(t) or pa.types.is_null(t):
         return "STRING"
-    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+    if is_bytes(t) or pa.types.is_fixed_size_binary(t):
         return "BYTES"
     if pa.types.is_date(t):
         return "DATE"

@@ -36,6 +36,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from conduit.schema import is_bytes, is_text
+
 HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8  # signature, flags, header extension length
 TRAILER = b"\xff\xff"
 _PG_EPOCH_DAYS = 10_957  # 2000-01-01 in days since 1970-01-01
@@ -255,4 +257,4 @@ class CopyEncoder:
 
 
 def _is_variable(t: pa.DataType) -> bool:
-    return any(test(t) for test in (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view, pa.types.is_binary, pa.types.is_large_binary, pa.types.is_binary_view))
+    return is_text(t) or is_bytes(t)

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from conduit.schema import is_bytes, is_text
+
 UNCONSTRAINED_NUMERIC = pa.decimal128(38, 10)  # what a numeric without (p,s) reads as
 
 
@@ -75,8 +77,8 @@ def _simple(t: pa.DataType) -> tuple[str, pa.DataType] | None:
         (lambda x: x == pa.uint64(), "numeric(20,0)", pa.decimal128(20, 0)),
         (lambda x: x in (pa.float16(), pa.float32()), "real", pa.float32()),
         (lambda x: x == pa.float64(), "double precision", pa.float64()),
-        (lambda x: pa.types.is_string(x) or pa.types.is_large_string(x) or pa.types.is_string_view(x), "text", t),
-        (lambda x: pa.types.is_binary(x) or pa.types.is_large_binary(x) or pa.types.is_binary_view(x) or pa.types.is_fixed_size_binary(x), "bytea", pa.binary()),
+        (is_text, "text", t),
+        (lambda x: is_bytes(x) or pa.types.is_fixed_size_binary(x), "bytea", pa.binary()),
         (pa.types.is_date, "date", pa.date32()),
         (pa.types.is_time, "time", pa.time64("us")),
         (pa.types.is_duration, "interval", pa.duration("us")),
@@ -109,7 +111,7 @@ def to_json_text(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
         arr = arr.combine_chunks()
     if isinstance(arr.type, pa.BaseExtensionType):
         return arr.storage.cast(pa.string())
-    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type) or pa.types.is_string_view(arr.type):
+    if is_text(arr.type):
         return arr.cast(pa.string())
     series = pl.Series("v", arr)
     df = pl.DataFrame([series])

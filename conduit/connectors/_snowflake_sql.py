@@ -64,6 +64,8 @@ def sql_type(t: pa.DataType, json: bool = False) -> str:
     """The Snowflake column type for an Arrow type (``json`` marks a JSON text column)."""
     import pyarrow as pa
 
+    from conduit.schema import is_bytes, is_text
+
     if json or pa.types.is_nested(t):
         return "VARIANT"
     if pa.types.is_boolean(t):
@@ -78,9 +80,9 @@ def sql_type(t: pa.DataType, json: bool = False) -> str:
             msg = f"decimal({t.precision},{t.scale}) does not fit Snowflake's NUMBER (precision up to 38)"
             raise DestinationError(msg)
         return f"NUMBER({t.precision},{t.scale})"
-    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t) or pa.types.is_null(t):
+    if is_text(t) or pa.types.is_null(t):
         return "VARCHAR"
-    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t) or pa.types.is_binary_view(t):
+    if is_bytes(t) or pa.types.is_fixed_size_binary(t):
         return "BINARY"
     if pa.types.is_date(t):
         return "DATE"

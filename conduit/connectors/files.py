@@ -1,14 +1,16 @@
 """CSV, NDJSON, JSON and Parquet files, local or any fsspec URL, as sources and destinations.
 
 Sources list files with fsspec (so ``s3://`` and friends work the same as local
-paths) and hand Polars lazy scans to the engine, one part per file, with a 1-based
-``_conduit_row_number``. CSV columns arrive as text and are typed by
-:mod:`conduit.coerce` from a large inferred sample or the declared ``columns``, so a
-value that does not parse becomes a dead letter, never a silent NULL.
+paths) and hand the engine one part per file: Polars lazy scans with a 1-based
+``_conduit_row_number`` for CSV and JSON, and Parquet row groups read with pyarrow
+(:mod:`conduit.connectors._row_groups`; the engine numbers those rows). CSV columns
+arrive as text and are typed by :mod:`conduit.coerce` from a large inferred sample or
+the declared ``columns``, so a value that does not parse becomes a dead letter, never
+a silent NULL.
 
 On object stores the glob is listed afresh on every run (fsspec's listing cache is
-dropped), so new objects are picked up; Polars reads them with ranged requests
-(Parquet row groups, CSV blocks), never downloading a whole object first.
+dropped), so new objects are picked up; they are read with ranged requests (Parquet
+row groups, CSV blocks), never downloading a whole object first.
 Destinations live in :mod:`conduit.connectors._file_dest`.
 """
 
