@@ -4,7 +4,8 @@ A binary COPY row is ``int16 field count`` then, per field, ``int32 length`` and
 value's bytes (length -1 for NULL). :class:`CopyEncoder` builds each Arrow batch's rows
 with vectorized numpy/Arrow operations: runs of fixed-width columns without nulls are
 written into one packed numpy record array (big-endian fields, so numpy does the byte
-swapping in one strided pass per column), every other column becomes a binary array of
+swapping in one strided pass per column) that also carries the length prefix of the
+text or binary column after it, nullable fixed-width columns become binary arrays of
 length-prefixed values, and ``binary_join_element_wise`` concatenates the parts of each
 row. The joined array's value buffer *is* the COPY payload.
 
@@ -213,27 +214,35 @@ class CopyEncoder:
             if spec is not None and col.null_count == 0:
                 run.append((i, spec))
                 continue
-            if run or not parts:
-                parts.append(self._packed(run, batch, lead=not parts))
+            if spec is not None:
+                if run or not parts:
+                    parts.append(self._packed(run, batch, lead=not parts))
+                parts += self._nullable(spec, col)
+            else:  # the value's length prefix rides on the packed part before it: one join input fewer
+                lengths, values = _variable(col)
+                parts += [self._packed(run, batch, lead=not parts, lengths=lengths), values]
             run = []
-            parts += self._nullable(spec, col) if spec is not None else self._variable(col)
         if run or not parts:
             parts.append(self._packed(run, batch, lead=not parts))
         rows = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, pa.scalar(b"", pa.large_binary()))
         offsets = np.frombuffer(rows.buffers()[1], dtype=np.int64, count=rows.offset + n + 1)[rows.offset :]
         return rows.buffers()[2][int(offsets[0]) : int(offsets[-1])]
 
-    def _packed(self, run: list[tuple[int, _Fixed]], batch: pa.RecordBatch, lead: bool) -> pa.Array:
-        """One binary value per row: (field count if ``lead``) + every column of ``run``."""
+    def _packed(self, run: list[tuple[int, _Fixed]], batch: pa.RecordBatch, lead: bool, lengths: np.ndarray | None = None) -> pa.Array:
+        """One binary value per row: (field count if ``lead``) + every column of ``run`` (+ the next value's ``lengths``)."""
         fields: list[tuple[str, np.dtype]] = [("n", np.dtype(">i2"))] if lead else []
         for i, spec in run:
             fields += [(f"l{i}", np.dtype(">i4")), (f"v{i}", spec.dtype)]
+        if lengths is not None:
+            fields.append(("next", np.dtype(">i4")))
         packed = np.empty(batch.num_rows, dtype=np.dtype(fields))
         if lead:
             packed["n"] = len(self.schema)
         for i, spec in run:
             packed[f"l{i}"] = spec.dtype.itemsize
             spec.write(packed[f"v{i}"], batch.column(i))
+        if lengths is not None:
+            packed["next"] = lengths
         return _as_binary(packed)
 
     @staticmethod
@@ -243,17 +252,17 @@ class CopyEncoder:
         spec.write(packed["v"], col)
         return [pc.if_else(col.is_valid(), _as_binary(packed), _NULL)]
 
-    @staticmethod
-    def _variable(col: pa.Array) -> list[pa.Array]:
-        if col.type != pa.large_binary():
-            col = col.cast(pa.large_binary())  # parts must share one type; 64-bit offsets never overflow
-        offsets = np.frombuffer(col.buffers()[1], dtype=np.int64, count=col.offset + len(col) + 1)[col.offset :]
-        lengths = np.empty(len(col), dtype=[("l", ">i4")])
-        lengths["l"] = np.diff(offsets)
-        if col.null_count:
-            lengths["l"][~col.is_valid().to_numpy(zero_copy_only=False)] = -1
-            col = col.fill_null(b"")
-        return [_as_binary(lengths), col]
+
+def _variable(col: pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """(lengths, -1 for NULL; the values as large_binary, NULL as empty) of a text or binary column."""
+    if col.type != pa.large_binary():
+        col = col.cast(pa.large_binary())  # parts must share one type; 64-bit offsets never overflow
+    offsets = np.frombuffer(col.buffers()[1], dtype=np.int64, count=col.offset + len(col) + 1)[col.offset :]
+    lengths = np.diff(offsets)
+    if col.null_count:
+        lengths[~col.is_valid().to_numpy(zero_copy_only=False)] = -1
+        col = col.fill_null(b"")
+    return lengths, col
 
 
 def _is_variable(t: pa.DataType) -> bool:
