@@ -74,6 +74,7 @@ def test_generated_sql_matches_golden(name: str, render: object) -> None:
         pytest.param(pa.struct([("a", pa.int8())]), "VARIANT", id="struct-variant"),
         pytest.param(pa.int32(), "NUMBER(10,0)", id="int32"),
         pytest.param(pa.uint64(), "NUMBER(20,0)", id="uint64"),
+        pytest.param(pa.binary_view(), "BINARY", id="binary-view"),
     ],
 )
 def test_snowflake_types(arrow: pa.DataType, expected: str) -> None:
@@ -89,6 +90,8 @@ def test_snowflake_types(arrow: pa.DataType, expected: str) -> None:
         pytest.param(pa.timestamp("us"), "DATETIME", id="naive-datetime"),
         pytest.param(pa.timestamp("us", "UTC"), "TIMESTAMP", id="zoned-timestamp"),
         pytest.param(pa.list_(pa.string()), "STRING", id="list-items"),
+        pytest.param(pa.string_view(), "STRING", id="string-view"),
+        pytest.param(pa.binary_view(), "BYTES", id="binary-view"),
     ],
 )
 def test_bigquery_types(arrow: pa.DataType, expected: str) -> None:
