@@ -25,6 +25,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from conduit.connectors._storage import is_url
 from conduit.connectors.base import Seekable
 
 
@@ -33,10 +34,14 @@ class RowGroups(Seekable):
 
     def __init__(self, fs: Any, url: str):
         self.fs, self.url = fs, url
-        with fs.open(url, "rb") as fh:
+        with self._open() as fh:
             file = pq.ParquetFile(fh)
             self.schema = file.schema_arrow
             self.rows = [file.metadata.row_group(i).num_rows for i in range(file.num_row_groups)]
+
+    def _open(self) -> Any:
+        """A local file through Arrow's own reader (no Python in the read path), else fsspec."""
+        return pa.OSFile(self.url, "rb") if not is_url(self.url) else self.fs.open(self.url, "rb")
 
     def batches(self, skip: int, batch_size: int) -> tuple[int, Iterator[pa.RecordBatch]]:
         """Batches from the row group holding row ``skip + 1`` on."""
@@ -47,7 +52,7 @@ class RowGroups(Seekable):
         return before, self._read(first, batch_size)
 
     def _read(self, first: int, batch_size: int) -> Iterator[pa.RecordBatch]:
-        with self.fs.open(self.url, "rb") as fh:
+        with self._open() as fh:
             file = pq.ParquetFile(fh)
             for group in range(first, len(self.rows)):
                 yield from file.iter_batches(batch_size=batch_size, row_groups=[group])
