@@ -68,7 +68,7 @@ class Transform:
         """
         if self.checks is not None or self.row_filter is not None or self.add_seq or self.drop:
             return False
-        if [f.name for f in schema] != self.schema.names or self.coercer._casts(pl.DataFrame(schema.empty_table()).schema):
+        if [f.name for f in schema] != self.schema.names or self.coercer.casts(pl.DataFrame(schema.empty_table()).schema):
             return False
         return all(same_type(a.type, b.type) for a, b in zip(schema, self.schema, strict=True))
 

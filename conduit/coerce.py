@@ -107,7 +107,8 @@ class Coercer:
         """The schema after casting a frame of ``schema``."""
         return pl.Schema({n: self.targets.get(n, t) for n, t in schema.items()})
 
-    def _casts(self, schema: pl.Schema) -> dict[str, pl.Expr]:
+    def casts(self, schema: pl.Schema) -> dict[str, pl.Expr]:
+        """The cast expression of every column of ``schema`` whose type is not its target's."""
         return {n: cast_expr(n, schema[n], t) for n, t in self.targets.items() if n in schema and schema[n] != t}
 
     def apply(self, df: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
@@ -116,7 +117,7 @@ class Coercer:
         Columns are first cast strictly (:func:`fast_expr`, no mask needed); the
         columns where that raises are cast with :func:`cast_expr` and masked.
         """
-        casts = self._casts(df.schema)
+        casts = self.casts(df.schema)
         fast = {n: e for n, e in ((n, fast_expr(n, df.schema[n], self.targets[n])) for n in casts) if e is not None}
         if fast:
             try:
@@ -144,7 +145,7 @@ class Coercer:
 
     def reasons(self, bad: pl.DataFrame) -> pl.DataFrame:
         """For rows that failed: ``column`` (first failing) and ``reason`` text."""
-        casts = self._casts(bad.schema)
+        casts = self.casts(bad.schema)
         whens_col: list[pl.Expr] = []
         whens_reason: list[pl.Expr] = []
         for n, expr in casts.items():
