@@ -81,3 +81,21 @@ def test_duckdb_load_of_unaligned_batches_has_only_full_row_groups(tmp_path: Pat
         assert con.execute(f"SELECT count(*), min(id), max(id) FROM {name}").fetchall() == [(rows, 0, rows - 1)]
         groups = con.execute(f"SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('{name}')").fetchall()[0][0]
     assert groups == -(-rows // ROW_GROUP_ROWS)
+
+
+def test_untransformed_arrow_batches_skip_polars() -> None:
+    """An Arrow part needing no cast, check or added column passes as is (strings conformed), skip honoured."""
+    from conduit._pipeline import Transform, stream_part
+
+    source = pa.schema([("a", pa.int64()), ("s", pa.string())])
+    target = pa.schema([("a", pa.int64()), ("s", pa.large_string())])
+    plain = Transform(Coercer({}), target)
+    assert plain.direct(source)
+    assert not Transform(Coercer({"a": pl.Int32()}), target).direct(source)
+    assert not Transform(Coercer({}), target, add_seq=True).direct(source)
+    assert not Transform(Coercer({}), pa.schema([("a", pa.int32()), ("s", pa.large_string())])).direct(source)
+    batches = [pa.record_batch({"a": [1, 2, 3], "s": ["x", "y", "z"]}, schema=source), pa.record_batch({"a": [4], "s": ["w"]}, schema=source)]
+    steps = list(stream_part(Part("p", pa.RecordBatchReader.from_batches(source, batches)), 0, plain, 10, skip=2))
+    assert [s.good.schema for s in steps] == [target, target]
+    assert [s.good.column("a").to_pylist() for s in steps] == [[3], [4]]
+    assert [(s.rows_read, s.rows_read_end) for s in steps] == [(1, 3), (1, 4)]
