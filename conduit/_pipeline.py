@@ -184,25 +184,19 @@ def frames(part: Part, batch_size: int, skip: int) -> Iterator[pl.DataFrame]:
                 raise
             yield from part.fallback(done, batch_size)
         return
-    offset, batches = _arrow_batches(part, batch_size, skip)
-    for rb in batches:
+    for before, rb in _arrow_batches(part, batch_size, skip):
         converted = pl.from_arrow(rb)
         assert isinstance(converted, pl.DataFrame)
-        df = converted
-        n = df.height
-        if offset + n > skip:
-            df = df.with_columns(pl.int_range(offset + 1, offset + n + 1, dtype=pl.Int64).alias(ROW_NUMBER))
-            yield df.filter(pl.col(ROW_NUMBER) > skip) if offset < skip else df
-        offset += n
+        yield converted.with_columns(pl.int_range(before + 1, before + converted.height + 1, dtype=pl.Int64).alias(ROW_NUMBER))
 
 
 def stream_part(part: Part, part_index: int, transform: Transform, batch_size: int, skip: int) -> Iterator[Step]:
     """Transformed steps of one part; source errors become :class:`SourceError` naming the part."""
     end = skip
-    if is_direct(part, transform):
-        yield from _direct(part, transform.schema, batch_size, skip)
-        return
     try:
+        if is_direct(part, transform):
+            yield from _direct(part, transform.schema, batch_size, skip)
+            return
         for df in frames(part, batch_size, skip):
             if df.height == 0:
                 continue
@@ -223,27 +217,23 @@ def is_direct(part: Part, transform: Transform) -> bool:
 
 def _direct(part: Part, schema: pa.Schema, batch_size: int, skip: int) -> Iterator[Step]:
     """Steps of an Arrow part that needs no transform: its batches, conformed to ``schema``."""
-    try:
-        offset, batches = _arrow_batches(part, batch_size, skip)
-        for rb in batches:
-            if offset + rb.num_rows <= skip:
-                offset += rb.num_rows
-                continue
-            if offset < skip:
-                rb, offset = rb.slice(skip - offset), skip
-            offset += rb.num_rows
-            if rb.num_rows:
-                yield Step(_conform(pa.Table.from_batches([rb]), schema).combine_chunks().to_batches()[0], [], rb.num_rows, offset)
-    except (OSError, pa.ArrowException) as exc:
-        msg = f"cannot read {part.name}: {' '.join(str(exc).split())[:500]}"
-        raise SourceError(msg) from None
+    for before, rb in _arrow_batches(part, batch_size, skip):
+        yield Step(_conform(pa.Table.from_batches([rb]), schema).combine_chunks().to_batches()[0], [], rb.num_rows, before + rb.num_rows)
 
 
-def _arrow_batches(part: Part, batch_size: int, skip: int) -> tuple[int, Iterator[pa.RecordBatch]]:
-    """(rows before the first batch, the batches) of an Arrow part; a Seekable one starts near ``skip``."""
-    if isinstance(part.frame, Seekable):
-        return part.frame.batches(skip, batch_size)
-    return 0, iter(part.frame)  # type: ignore[arg-type]
+def _arrow_batches(part: Part, batch_size: int, skip: int) -> Iterator[tuple[int, pa.RecordBatch]]:
+    """(rows before it, batch) for the non-empty batches of an Arrow part after its first ``skip`` rows.
+
+    A :class:`Seekable` part starts near ``skip``; any other is read from its start.
+    """
+    before, batches = part.frame.batches(skip, batch_size) if isinstance(part.frame, Seekable) else (0, iter(part.frame))  # type: ignore[arg-type]
+    for rb in batches:
+        cut = min(max(skip - before, 0), rb.num_rows)  # rows of this batch already staged
+        if cut:
+            before, rb = before + cut, rb.slice(cut)
+        if rb.num_rows:
+            yield before, rb
+        before += rb.num_rows
 
 
 _DONE = object()

@@ -252,8 +252,7 @@ class NdjsonSource(FileSource):
             try:
                 found = _jsonlines.schema(url, storage, o.infer_rows)
             except (pl.exceptions.PolarsError, OSError) as exc:
-                msg = f"cannot read {url}: {' '.join(str(exc).split())[:300]}"
-                raise SourceError(msg) from None
+                raise SourceError(describe(exc, f"read {url}")) from None
             lf = pl.scan_ndjson(url, schema=found, row_index_name=ROW_NUMBER, row_index_offset=1, storage_options=storage)
         return lf
 
@@ -299,8 +298,7 @@ class ParquetSource(FileSource):
         try:
             return RowGroups(self.fs, url)
         except (OSError, pa.ArrowException) as exc:
-            msg = f"cannot read {url}: {' '.join(str(exc).split())[:300]}"
-            raise SourceError(msg) from None
+            raise SourceError(describe(exc, f"read {url}")) from None
 
     def nothing_newer(self, url: str, inc: Incremental) -> bool:
         """True when every row group's max of the column is <= the mark and it has no NULLs."""
