@@ -209,7 +209,11 @@ def is_bytes(t: pa.DataType) -> bool:
 
 
 def same_type(a: pa.DataType, b: pa.DataType) -> bool:
-    """Equal up to string / binary flavours (e.g. utf8 / large_utf8 / string_view) and timestamp zone names."""
+    """Equal up to string / binary flavours (e.g. utf8 / large_utf8 / string_view) and timestamp zone names.
+
+    >>> same_type(pa.string_view(), pa.large_string()), same_type(pa.binary(), pa.large_binary()), same_type(pa.binary(), pa.string())
+    (True, True, False)
+    """
     if (is_text(a) and is_text(b)) or (is_bytes(a) and is_bytes(b)):
         return True
     if pa.types.is_timestamp(a) and pa.types.is_timestamp(b):
@@ -229,7 +233,11 @@ def is_lossless_widening(src: pa.DataType, dst: pa.DataType) -> bool:
 
 
 def fits_into(src: pa.DataType, dst: pa.DataType) -> bool:
-    """Whether values of ``src`` load into an existing ``dst`` column without loss."""
+    """Whether values of ``src`` load into an existing ``dst`` column without loss.
+
+    >>> fits_into(pa.large_binary(), pa.binary()), fits_into(pa.int32(), pa.int64()), fits_into(pa.string(), pa.binary())
+    (True, True, False)
+    """
     if same_type(src, dst):
         return True
     if src in _INT_RANK and dst in _INT_RANK:
@@ -240,9 +248,7 @@ def fits_into(src: pa.DataType, dst: pa.DataType) -> bool:
         return dst.precision - dst.scale >= 19 or src != pa.int64()
     if pa.types.is_floating(src) and pa.types.is_floating(dst):
         return src.bit_width <= dst.bit_width
-    if pa.types.is_null(src):
-        return True
-    return is_text(dst) and (is_text(src) or pa.types.is_large_string(src))
+    return pa.types.is_null(src)
 
 
 def diff(source: pa.Schema, target: pa.Schema) -> list[Change]:
