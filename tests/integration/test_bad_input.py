@@ -113,3 +113,14 @@ def test_duckdb_destination_on_the_store_file_is_a_config_error(tmp_path: Path) 
     assert exit_code == 2
     assert "ingest.yml:2: destinations[0].path: is the store's file (state_path)" in out
     assert not (tmp_path / ".conduit" / "conduit.duckdb").exists()
+
+
+def test_corrupt_parquet_source_leaves_table_unchanged(loaded: Path) -> None:
+    """A file that is not Parquet: one line naming it, the loaded table as it was."""
+    (loaded / "data" / "broken.parquet").write_bytes(b"not parquet at all\n" * 10)
+    (loaded / "ingest.yml").write_text(CONFIG.format(db="w.duckdb", path="broken.parquet").replace("type: csv", "type: parquet"))
+    exit_code, out = invoke("run", str(loaded / "ingest.yml"), "--no-progress")
+    assert exit_code == 1
+    assert "cannot read" in out and "broken.parquet" in out
+    assert len([line for line in out.splitlines() if "cannot read" in line]) == 1
+    assert table_rows(loaded / "w.duckdb") == [(1, "a"), (2, "b")]
