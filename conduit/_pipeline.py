@@ -164,11 +164,10 @@ def frames(part: Part, batch_size: int, skip: int) -> Iterator[pl.DataFrame]:
                 yield df.with_columns(pl.int_range(offset + 1, offset + df.height + 1, dtype=pl.Int64).alias(ROW_NUMBER))
                 offset += df.height
             return
-        if skip:
-            lf = lf.filter(pl.col(ROW_NUMBER) > skip)
         done = skip
         try:
-            for df in lf.collect_batches(chunk_size=batch_size):
+            batches = part.read(skip, batch_size) if part.read is not None else (lf.filter(pl.col(ROW_NUMBER) > skip) if skip else lf).collect_batches(chunk_size=batch_size)
+            for df in batches:
                 if RECHECK in df.columns:
                     if part.fallback is not None and df.get_column(RECHECK).any():
                         first = int(df.filter(pl.col(RECHECK)).get_column(ROW_NUMBER).min())  # type: ignore[arg-type]

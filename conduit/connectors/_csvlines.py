@@ -24,7 +24,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
 
@@ -34,7 +34,10 @@ BLOCK = 8 << 20
 MAX_OPEN_LINES = 10_000  # an open quote spanning more lines than this is a broken record
 
 
-def finish(lf: pl.LazyFrame, names: list[str], null_values: list[str]) -> pl.LazyFrame:
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
+
+
+def finish(lf: Frame, names: list[str], null_values: list[str]) -> Frame:
     """Mark rows whose last field is empty or missing for a re-read; apply null tokens.
 
     Polars fills missing trailing fields of a short record with empty strings, so such
@@ -130,7 +133,6 @@ class _Reader:
         df = pl.DataFrame({"line": [text]}).select(pl.col("line").str.split("\n")).explode("line")
         n = df.height
         df = df.with_columns(
-            pl.col("line").str.strip_suffix("\r"),
             pl.int_range(self.line_no + 1, self.line_no + n + 1, dtype=pl.Int64).alias("lineno"),
             (pl.col("line").str.contains("\ufffd", literal=True) if badenc else pl.lit(False)).alias("badenc"),
         )
@@ -181,7 +183,7 @@ class _Reader:
 
     def _validate(self, g: pl.DataFrame) -> pl.DataFrame:
         n = len(self.names)
-        recs = g.group_by("_rec", maintain_order=True).agg(pl.col("line").str.join("\n").alias("text"), pl.col("lineno").first(), pl.len().alias("nlines"), pl.col("badenc").any())
+        recs = g.group_by("_rec", maintain_order=True).agg(pl.col("line").str.join("\n").str.strip_suffix("\r").alias("text"), pl.col("lineno").first(), pl.len().alias("nlines"), pl.col("badenc").any())
         stripped = pl.col("text").str.replace_all(self.strip.pattern, "") if self.strip else pl.col("text")
         recs = recs.with_columns(stripped.alias("_s"))
         unbalanced = pl.col("_s").str.contains(self.quote, literal=True) if self.quote else pl.lit(False)

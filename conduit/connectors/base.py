@@ -101,15 +101,17 @@ class Part:
     ``frame`` carries a ``_conduit_row_number`` column (1-based within the part) when
     the source can number rows; the engine uses it for dead letters and resume. Rows
     the source could not parse carry a non-null ``_conduit_error`` (and ``_conduit_raw``).
-    ``fallback(after, batch_size)``, when set, is how to go on reading after a read
-    error in ``frame``: batches of the rows numbered above ``after``, malformed rows
-    marked rather than raised.
+    ``read(after, batch_size)``, when set, gives the batches of the rows numbered above
+    ``after`` in place of collecting ``frame`` (which then serves the schema and the
+    type-inference sample). ``fallback(after, batch_size)``, when set, is how to go on
+    reading after a read error: the same batches, malformed rows marked rather than raised.
     """
 
     name: str
     frame: pl.LazyFrame | pa.RecordBatchReader | Seekable
     text_columns: bool = False
     bytes: int = 0
+    read: Callable[[int, int], Iterator[pl.DataFrame]] | None = None
     fallback: Callable[[int, int], Iterator[pl.DataFrame]] | None = None
 
 

@@ -186,14 +186,20 @@ class CsvSource(FileSource):
     Options = CsvSourceOptions
     format, extensions = "csv", (".csv", ".csv.gz", ".tsv", ".txt")
 
+    def __init__(self, name: str, options: FileSourceOptions, project_dir: Any):
+        super().__init__(name, options, project_dir)
+        self._transcoded: dict[str, str] = {}
+
     def scan(self, url: str) -> pl.LazyFrame:
-        """Every column as text; types come from :mod:`conduit.coerce`; short rows are marked."""
+        """Every column as text; types come from :mod:`conduit.coerce`; short rows are marked.
+
+        The scan gives the header and the type-inference sample; the rows themselves are
+        read block by block (:mod:`conduit.connectors._csvblocks`, see :meth:`parts`).
+        """
         from conduit.connectors import _csvlines
 
         o: CsvOptions = self.format_opts  # type: ignore[assignment]
-        source = url
-        if o.encoding.lower() not in _UTF8:
-            source = _transcode(self.fs, url, o.encoding)
+        source = self._utf8(url)
         lf = pl.scan_csv(
             source,
             separator=o.delimiter,
@@ -212,18 +218,38 @@ class CsvSource(FileSource):
         names = [c for c in lf.collect_schema() if c != ROW_NUMBER]
         return _csvlines.finish(lf, names, o.null_values) if names else lf
 
+    def _utf8(self, url: str) -> str:
+        """``url``, or a temporary UTF-8 copy of it when the file has another encoding (made once)."""
+        if self.format_opts.encoding.lower() in _UTF8:
+            return url
+        if url not in self._transcoded:
+            self._transcoded[url] = _transcode(self.fs, url, self.format_opts.encoding)
+        return self._transcoded[url]
+
     def parts(self, task: Task) -> Iterator[Part]:
-        """One part per file; a file the fast reader rejects goes on through the tolerant path."""
+        """One part per file, read in blocks; a file the fast reader rejects goes on through the tolerant path."""
         for part in super().parts(task):
-            part.fallback = self._fallback(part.name, part.frame)  # type: ignore[arg-type]
+            assert isinstance(part.frame, pl.LazyFrame)
+            names = [c for c in part.frame.collect_schema() if not c.startswith("_conduit_")]
+            if names:
+                part.read = self._blocks(self._utf8(part.name), names)
+            part.fallback = self._fallback(part.name, names)
             yield part
 
-    def _fallback(self, url: str, frame: pl.LazyFrame) -> Any:
+    def _blocks(self, source: str, names: list[str]) -> Any:
+        from conduit.connectors import _csvblocks
+
+        def read(after: int, batch_size: int) -> Iterator[pl.DataFrame]:
+            with open(source, "rb") if source in self._transcoded.values() else self.fs.open(source, "rb", compression="infer") as fh:
+                yield from _csvblocks.batches(fh, self.format_opts, names, after, batch_size)
+
+        return read
+
+    def _fallback(self, url: str, names: list[str]) -> Any:
         from conduit.connectors import _csvlines
 
         def read(after: int, batch_size: int) -> Iterator[pl.DataFrame]:
-            names = [c for c in frame.collect_schema() if not c.startswith("_conduit_")]
-            with self.fs.open(url, "rb") as fh:
+            with self.fs.open(url, "rb", compression="infer") as fh:
                 yield from _csvlines.records(fh, self.format_opts, names, after, batch_size)
 
         return read

@@ -1,0 +1,103 @@
+"""The fast CSV path: the file read in small blocks cut at record boundaries, each parsed by Polars.
+
+Polars' streaming CSV scan reads far ahead of its consumer: on TPC-H lineitem SF1 it
+holds about 400 MiB above the imports whatever the batch size. Parsing 4 MiB blocks
+one after another holds about 60 MiB for about 10% more CPU, so :func:`batches` does that:
+a block ends at its last newline outside quotes (quote parity, as RFC 4180 doubles a
+quote inside a quoted field), so a quoted field may span lines and blocks. The blocks'
+frames are gathered into batches of ``batch_size`` rows without copying.
+
+Rows are numbered as the scan numbers them (data records, 1-based), every column is
+text and :func:`conduit.connectors._csvlines.finish` marks the rows to re-check. A
+block Polars cannot parse raises; the caller goes on through the tolerant path.
+
+Examples
+--------
+>>> import io
+>>> from conduit.connectors.files import CsvOptions
+>>> data = b'a,b\\n1,"x\\ny"\\n2,z\\n'
+>>> [df.rows() for df in batches(io.BytesIO(data), CsvOptions(), ["a", "b"], skip=0, batch_size=10)]
+[[(1, '1', 'x\\ny', False), (2, '2', 'z', False)]]
+>>> boundary(b'1,"x\\ny"\\n2,"z', '"')  # the newline inside the open quote is no boundary
+7
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import polars as pl
+
+from conduit.connectors.base import ROW_NUMBER
+
+BLOCK = 4 << 20  # 2 MiB: 30 MiB less, 5% slower; 8 MiB: 50 MiB more, 5% faster (TPC-H lineitem)
+
+
+def batches(fh: Any, opts: Any, names: list[str], skip: int, batch_size: int) -> Iterator[pl.DataFrame]:
+    """Frames of at most ``batch_size`` records numbered above ``skip``: row number, text columns, recheck mark."""
+    from conduit.connectors._csvlines import finish
+
+    schema = dict.fromkeys(names, pl.String)
+    done = 0  # records parsed so far
+    pending: list[pl.DataFrame] = []
+    held = 0
+    for i, block in enumerate(_blocks(fh, opts.quote)):
+        df = pl.read_csv(
+            block,
+            has_header=opts.header and i == 0,
+            skip_rows=opts.skip_rows if i == 0 else 0,
+            schema=schema,
+            separator=opts.delimiter,
+            quote_char=opts.quote,
+            comment_prefix=opts.comment,
+            empty_string_is_null=False,
+            row_index_name=ROW_NUMBER,
+            row_index_offset=done + 1,
+            raise_if_empty=False,
+        )
+        done += df.height
+        if done <= skip:
+            continue
+        if done - df.height < skip:
+            df = df.slice(skip - (done - df.height))
+        pending.append(df)
+        held += df.height
+        while held >= batch_size:
+            joined = pl.concat(pending, rechunk=False)
+            yield finish(joined.head(batch_size), names, opts.null_values)
+            rest = joined.slice(batch_size)
+            pending, held = ([rest], rest.height) if rest.height else ([], 0)
+    if held:
+        yield finish(pl.concat(pending, rechunk=False), names, opts.null_values)
+
+
+def _blocks(fh: Any, quote: str | None) -> Iterator[bytes]:
+    """The stream in pieces of about :data:`BLOCK` bytes that end at a record boundary."""
+    rest = b""
+    while block := fh.read(BLOCK):
+        data = rest + block
+        cut = boundary(data, quote)
+        if cut < 0:  # one record longer than a block: read on
+            rest = data
+            continue
+        yield data[: cut + 1]
+        rest = data[cut + 1 :]
+    if rest:
+        yield rest
+
+
+def boundary(data: bytes, quote: str | None) -> int:
+    """The index of the last newline of ``data`` outside quotes, or -1."""
+    at = data.rfind(b"\n")
+    if quote is None:
+        return at
+    q = quote.encode()
+    odd = data.count(q) % 2  # quotes before the end
+    end = len(data)
+    while at >= 0:
+        odd ^= data.count(q, at, end) % 2  # now: quotes before ``at``
+        if not odd:
+            return at
+        end, at = at, data.rfind(b"\n", 0, at)
+    return -1
