@@ -29,11 +29,11 @@ def stream(ctx: Context, res: ResourceConfig, source: Source, dest: Destination,
     """Stage chunk after chunk, then publish; False when the source had no parts."""
     from conduit._pipeline import ParallelStager, is_direct, prefetch, stream_part
 
-    batch_size = ctx.batch_size or load.options.batch_size
+    workers = max(1, dest.capabilities.parallel_stage)
+    batch_size = _batch_rows(ctx, load, workers)
     transform = None
     names: list[str] = []
     header_only = True  # every part is a CSV file with bytes (a header) but, so far, no rows
-    workers = max(1, dest.capabilities.parallel_stage)
     stager = None
     try:
         for part_index, part in enumerate(source.parts(task)):
@@ -86,6 +86,19 @@ def stream(ctx: Context, res: ResourceConfig, source: Source, dest: Destination,
     if load.write_mode == "merge":
         result.rows_written = published  # after last-row-wins deduplication
     return True
+
+
+def _batch_rows(ctx: Context, load: Load, workers: int) -> int:
+    """Rows per batch: as asked (``--batch-size``, then the config), else the default split between the staging workers.
+
+    Each worker holds its own batches, so splitting the default keeps the rows in
+    flight (and peak RSS) about the same however many COPY streams run.
+    """
+    if ctx.batch_size:
+        return ctx.batch_size
+    if "batch_size" in load.options.model_fields_set:
+        return load.options.batch_size
+    return max(1, load.options.batch_size // workers)
 
 
 def _stage_one(ctx: Context, res: ResourceConfig, dest: Destination, load: Load, steps: Iterator[Any], schema: Any, cursor: StagedChunk, result: ResourceResult, dlq: Any, state: Any, checks: Any) -> None:

@@ -76,3 +76,25 @@ def test_a_failed_chunk_raises_in_order_and_aborts_the_next() -> None:
             stager.shutdown()
     assert (0, "ok") in seen
     assert all(c < 2 or status != "ok" for c, status in seen)
+
+
+@pytest.mark.parametrize(
+    ("cli", "resource", "workers", "want"),
+    [
+        pytest.param(None, None, 1, 122_880, id="default-one-stream"),
+        pytest.param(None, None, 2, 61_440, id="default-split-between-streams"),
+        pytest.param(None, 5_000, 2, 5_000, id="configured-is-kept"),
+        pytest.param(700, 5_000, 2, 700, id="command-line-wins"),
+    ],
+)
+def test_batch_rows(cli: int | None, resource: int | None, workers: int, want: int) -> None:
+    from types import SimpleNamespace
+
+    from conduit._staging import _batch_rows
+    from conduit.config import DEFAULT_BATCH_SIZE, ResolvedTable
+    from conduit.connectors.base import Load
+
+    options = ResolvedTable() if resource is None else ResolvedTable(batch_size=resource)
+    load = Load("l", "r", "res", "t", options, None)
+    assert DEFAULT_BATCH_SIZE == 122_880
+    assert _batch_rows(SimpleNamespace(batch_size=cli), load, workers) == want  # type: ignore[arg-type]
