@@ -68,9 +68,37 @@ def _scenario(name: str, fmt: str, target: str, mode: str, precreate: bool) -> S
     return Scenario(name, "psql \\copy (csv)", _prepare(fmt, target, mode, precreate), _command, _baseline, _verify(target))  # type: ignore[arg-type]
 
 
+def _prepare_floor(env: Env) -> None:
+    """The rows as a binary COPY file (written by psql from a table loaded by psql) and an empty target."""
+    _prepare("csv", "lineitem_floor", "append", True)(env)
+    csv = env.data / "csv" / "lineitem.csv"
+    _psql(env, f"\\copy {SCHEMA}.lineitem_floor FROM '{csv}' WITH (FORMAT csv, HEADER true)")
+    _psql(env, f"\\copy {SCHEMA}.lineitem_floor TO '{env.work / 'lineitem.bin'}' WITH (FORMAT binary)")
+    _psql(env, f"TRUNCATE {SCHEMA}.lineitem_floor")
+
+
+def _floor(env: Env) -> list[str]:
+    return ["psql", env.pg_uri, "-v", "ON_ERROR_STOP=1", "-qc", f"\\copy {SCHEMA}.lineitem_floor FROM '{env.work / 'lineitem.bin'}' WITH (FORMAT binary)"]
+
+
+FLOOR = Scenario(
+    "floor: binary COPY of the same rows (psql, one stream; not Conduit)",
+    "psql \\copy (csv)",
+    _prepare_floor,
+    _floor,
+    _baseline,
+    _verify("lineitem_floor"),  # type: ignore[arg-type]
+)
+"""What the server itself needs for these rows in one COPY stream, measured like the scenarios above.
+
+Its "conduit" column is the binary ``\\copy``: the server's share of a load, with almost no
+client work, so Conduit's ratios can be read against it on the machine at hand.
+"""
+
 SCENARIOS: list[Scenario] = [
     _scenario("parquet->postgres (new table)", "parquet", "lineitem_parquet", "append", False),
     _scenario("csv->postgres (new table)", "csv", "lineitem_csv", "append", False),
     _scenario("parquet->postgres (append existing)", "parquet", "lineitem_parquet", "append", True),
     _scenario("csv->postgres (append existing)", "csv", "lineitem_csv", "append", True),
+    FLOOR,
 ]
