@@ -366,7 +366,7 @@ def _transcode(fs: Any, url: str, encoding: str) -> str:
         msg = f"unknown encoding {encoding!r}"
         raise ConfigError(msg) from None
     out = tempfile.NamedTemporaryFile("wb", suffix=".csv", prefix="conduit-", delete=False)  # noqa: SIM115
-    with fs.open(url, "rb") as src, out:
+    with fs.open(url, "rb", compression="infer") as src, out:
         while block := src.read(8 << 20):
             out.write(decoder.decode(block).encode("utf-8"))
         out.write(decoder.decode(b"", final=True).encode("utf-8"))

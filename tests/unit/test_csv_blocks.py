@@ -92,3 +92,14 @@ def test_many_blocks_with_a_bom_skipped_lines_a_gzip_and_a_ragged_row_deep_insid
     assert dlq is not None
     assert dlq["_conduit_row_number"].to_list() == [250]
     assert_invariant(manifest, loaded, dlq)
+
+
+def test_gzip_in_another_encoding_is_decompressed_before_it_is_decoded(tmp_path: Path) -> None:
+    text = "id,note,amount\n1,café,1.5\n2,naïve,2.5\n"
+    (tmp_path / "data.csv.gz").write_bytes(gzip.compress(text.encode("latin-1")))
+    source = "{name: f, type: csv, path: ., options: {encoding: latin-1}}"
+    result, loaded, dlq, manifest = run_one(tmp_path, {}, "{name: t, source: f, destination: local, path: data.csv.gz}", source=source)
+    assert result.resources[0].status == "success", result.resources[0].error
+    assert sorted(loaded.select("id", "note").rows()) == [(1, "café"), (2, "naïve")]
+    assert dlq is None
+    assert_invariant(manifest, loaded, dlq)
