@@ -166,7 +166,10 @@ def frames(part: Part, batch_size: int, skip: int) -> Iterator[pl.DataFrame]:
             return
         done = skip
         try:
-            batches = part.read(skip, batch_size) if part.read is not None else (lf.filter(pl.col(ROW_NUMBER) > skip) if skip else lf).collect_batches(chunk_size=batch_size)
+            if part.read is not None:
+                batches = part.read(skip, batch_size)
+            else:
+                batches = (lf.filter(pl.col(ROW_NUMBER) > skip) if skip else lf).collect_batches(chunk_size=batch_size)
             for df in batches:
                 if RECHECK in df.columns:
                     if part.fallback is not None and df.get_column(RECHECK).any():

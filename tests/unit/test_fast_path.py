@@ -99,3 +99,24 @@ def test_untransformed_arrow_batches_skip_polars() -> None:
     assert [s.good.schema for s in steps] == [target, target]
     assert [s.good.column("a").to_pylist() for s in steps] == [[3], [4]]
     assert [(s.rows_read, s.rows_read_end) for s in steps] == [(1, 3), (1, 4)]
+
+
+def test_runs_allocate_arrow_through_jemalloc_unless_the_environment_says_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    from conduit.engine import _arrow_allocator
+
+    before = pa.default_memory_pool()
+    try:
+        monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "system")
+        pa.set_memory_pool(pa.system_memory_pool())
+        _arrow_allocator()
+        assert pa.default_memory_pool().backend_name == "system"
+        monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL")
+        _arrow_allocator()
+        try:
+            pa.jemalloc_memory_pool()
+        except NotImplementedError:  # a pyarrow without jemalloc keeps its pool
+            assert pa.default_memory_pool().backend_name == "system"
+        else:
+            assert pa.default_memory_pool().backend_name == "jemalloc"
+    finally:
+        pa.set_memory_pool(before)
