@@ -53,33 +53,52 @@ def _pg_bin(name: str) -> str:
     raise RuntimeError(msg)
 
 
+class Cluster:
+    """A throwaway PostgreSQL cluster (``initdb``/``pg_ctl``), removed at interpreter exit.
+
+    :meth:`crash` stops it the way a power cut would (``pg_ctl -m immediate``, no
+    shutdown checkpoint), so the next :meth:`start` runs crash recovery.
+    """
+
+    def __init__(self) -> None:
+        self.data = Path(tempfile.mkdtemp(prefix="conduit-pg-"))
+        self.port = _free_port()
+        self.uri = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self._as_postgres: list[str] = []
+        if os.geteuid() == 0:  # initdb refuses root: run as the postgres user
+            shutil.chown(self.data, "postgres")
+            self._as_postgres = ["runuser", "-u", "postgres", "--"]
+        subprocess.run([*self._as_postgres, _pg_bin("initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres"], check=True, capture_output=True)
+        atexit.register(self.remove)
+        self.start()
+
+    def _ctl(self, *args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([*self._as_postgres, _pg_bin("pg_ctl"), "-D", str(self.data), *args], capture_output=True)
+
+    def start(self) -> None:
+        """Start the server and wait until it answers."""
+        opts = f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._ctl("-o", opts, "-w", "-l", str(self.data / "log"), "start").check_returncode()
+        for _ in range(50):
+            if _answers(self.uri):
+                return
+            time.sleep(0.1)
+        msg = f"throwaway PostgreSQL on port {self.port} did not answer; see {self.data / 'log'}"
+        raise RuntimeError(msg)
+
+    def crash(self) -> None:
+        """Stop at once, without a shutdown checkpoint."""
+        self._ctl("-m", "immediate", "stop").check_returncode()
+
+    def remove(self) -> None:
+        """Stop (if running) and delete the cluster."""
+        self._ctl("-m", "immediate", "stop")
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
 def start_cluster() -> str:
     """Start a throwaway cluster; return its URI (stopped at interpreter exit)."""
-    data = Path(tempfile.mkdtemp(prefix="conduit-pg-"))
-    port = _free_port()
-    user_args: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses root: run as the postgres user
-        shutil.chown(data, "postgres")
-        user_args = ["runuser", "-u", "postgres", "--"]
-    subprocess.run([*user_args, _pg_bin("initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"], check=True, capture_output=True)
-    subprocess.run(
-        [*user_args, _pg_bin("pg_ctl"), "-D", str(data), "-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off", "-w", "-l", str(data / "log"), "start"],
-        check=True,
-        capture_output=True,
-    )
-
-    def stop() -> None:
-        subprocess.run([*user_args, _pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
-        shutil.rmtree(data, ignore_errors=True)
-
-    atexit.register(stop)
-    uri = f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    for _ in range(50):
-        if _answers(uri):
-            return uri
-        time.sleep(0.1)
-    msg = f"throwaway PostgreSQL on port {port} did not answer; see {data / 'log'}"
-    raise RuntimeError(msg)
+    return Cluster().uri
 
 
 def postgres_uri() -> str:

@@ -293,9 +293,25 @@ class PostgresDestination(Destination):
             self._ready.add(load.load_id)
 
     def staged(self, load: Load) -> list[StagedChunk]:
-        """Chunks in ``_conduit_chunks`` for this load."""
+        """Chunks in ``_conduit_chunks`` for this load, or none when their rows are gone.
+
+        An UNLOGGED stage comes back empty from crash recovery (or on a promoted
+        standby) while the ledger, a logged table, still lists its chunks: the load then
+        starts over (its ledger rows are deleted) instead of publishing without them.
+        """
         rows = self._fetch(f"SELECT chunk, part, rows_read_end, rows FROM {self.ledger}._conduit_chunks WHERE load_id = $1 ORDER BY chunk", [load.load_id])
-        return [StagedChunk(*r) for r in rows]
+        chunks = [StagedChunk(*r) for r in rows]
+        if any(c.rows for c in chunks) and self._stage_lost(load):
+            self._run([(f"DELETE FROM {self.ledger}._conduit_chunks WHERE load_id = $1", [load.load_id])], f"{load.resource}: resetting the staging ledger failed")
+            return []
+        return chunks
+
+    def _stage_lost(self, load: Load) -> bool:
+        """Whether the load's staging table is missing or holds no row (its ledger says it should)."""
+        db_schema, name = self._stage_ref(load)
+        if not self._fetch("SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2", [db_schema, name]):
+            return True
+        return not self._fetch(f"SELECT 1 FROM {quote(db_schema)}.{quote(name)} LIMIT 1", [])
 
     def stage(self, load: Load, chunk: StagedChunk, batches: pa.RecordBatchReader) -> int:
         """COPY the chunk into the staging table and add its ledger row, in one transaction."""

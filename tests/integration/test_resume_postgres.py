@@ -160,3 +160,35 @@ def test_incremental_postgres_source_three_runs(tmp_path: Path, pg_uri: str, pg_
     assert written == [(100, 100), (30, 30), (0, 0), (5, 5)]  # the mark is pushed into the SQL: old rows are not even read
     with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*), count(DISTINCT id), max(id) FROM main.orders").fetchone() == (135, 135, 134)
+
+
+def test_resume_after_a_server_crash_stages_again_what_crash_recovery_emptied(tmp_path: Path) -> None:
+    """An append stages into an UNLOGGED table; crash recovery empties it while the logged ledger keeps its chunks.
+
+    A resume that trusted the ledger would skip those rows and publish a load without them.
+    """
+    import services
+
+    cluster = services.Cluster()  # its own server: this test crashes it
+    uri = cluster.uri
+    sql(uri, "CREATE SCHEMA s")
+    sql(uri, "CREATE TABLE s.events (id bigint PRIMARY KEY, amount bigint, name text)")  # append to an existing table
+    make_data(tmp_path / "data")
+    cfg = tmp_path / "ingest.yml"
+    cfg.write_text(CONFIG.format(uri=uri, schema="s", mode="append"))
+    crashed = conduit(cfg, fault="staged:3")
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    sql(uri, "CHECKPOINT")  # the ledger rows are on disk; the unlogged stage never is
+    cluster.crash()
+    cluster.start()
+    [(stage, persistence)] = sql(uri, "SELECT relname, relpersistence FROM pg_class WHERE relname LIKE '\\_conduit\\_stage\\_%'")
+    assert persistence == "u"
+    assert sql(uri, "SELECT count(*) > 0 FROM s._conduit_chunks") == [(True,)]
+    assert sql(uri, f'SELECT count(*) FROM s."{stage}"') == [(0,)]
+    resumed = conduit(cfg, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert fingerprint(uri, "s") == expected(tmp_path)
+    with duckdb.connect(str(tmp_path / ".conduit" / "conduit.duckdb"), read_only=True) as con:
+        rows = con.execute("SELECT rows_read, rows_written, rows_dlq FROM resource_runs").fetchall()
+    good = expected(tmp_path)[0]
+    assert rows == [(FILES * ROWS_PER_FILE, good, FILES * ROWS_PER_FILE - good)]
