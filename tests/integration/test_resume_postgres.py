@@ -192,3 +192,19 @@ def test_resume_after_a_server_crash_stages_again_what_crash_recovery_emptied(tm
         rows = con.execute("SELECT rows_read, rows_written, rows_dlq FROM resource_runs").fetchall()
     good = expected(tmp_path)[0]
     assert rows == [(FILES * ROWS_PER_FILE, good, FILES * ROWS_PER_FILE - good)]
+
+
+@pytest.mark.parametrize("loss", ["TRUNCATE", "DROP TABLE"])
+def test_resume_stages_again_when_the_staged_rows_are_gone(tmp_path: Path, pg_uri: str, pg_schema: str, loss: str) -> None:
+    """Whatever emptied or removed the stage (crash recovery, an operator), a resume loads every row once."""
+    sql(pg_uri, f'CREATE TABLE "{pg_schema}".events (id bigint PRIMARY KEY, amount bigint, name text)')
+    make_data(tmp_path / "data")
+    cfg = tmp_path / "ingest.yml"
+    cfg.write_text(CONFIG.format(uri=pg_uri, schema=pg_schema, mode="append"))
+    assert conduit(cfg, fault="staged:3").returncode == -signal.SIGKILL
+    [(stage,)] = sql(pg_uri, "SELECT tablename FROM pg_tables WHERE schemaname = $1 AND tablename LIKE '\\_conduit\\_stage\\_%'", [pg_schema])
+    sql(pg_uri, f'{loss} "{pg_schema}"."{stage}"')
+    resumed = conduit(cfg, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert fingerprint(pg_uri, pg_schema) == expected(tmp_path)
+    assert sql(pg_uri, f'SELECT count(*) FROM "{pg_schema}"._conduit_chunks') == [(0,)]
