@@ -2,7 +2,9 @@
 
 Sources list files with fsspec (so ``s3://`` and friends work the same as local
 paths) and hand the engine one part per file: Polars lazy scans with a 1-based
-``_conduit_row_number`` for CSV and JSON, and Parquet row groups read with pyarrow
+``_conduit_row_number`` for NDJSON and JSON; for CSV a scan for the header and the
+type-inference sample, the rows themselves parsed block by block
+(:mod:`conduit.connectors._csvblocks`); and Parquet row groups read with pyarrow
 (:mod:`conduit.connectors._row_groups`; the engine numbers those rows). CSV columns
 arrive as text and are typed by :mod:`conduit.coerce` from a large inferred sample or
 the declared ``columns``, so a value that does not parse becomes a dead letter, never
