@@ -23,7 +23,7 @@ from conduit import __version__, _secrets
 from conduit.config import Project, ResourceConfig, load_project
 from conduit.connectors import registry
 from conduit.connectors.base import Destination, Load, Source, Task
-from conduit.errors import ConduitError, ConfigError, QualityCheckFailed, UsageError
+from conduit.errors import ConduitError, ConfigError, QualityCheckFailed, StagingLost, UsageError
 from conduit.progress import Reporter
 
 
@@ -351,7 +351,12 @@ def _load(ctx: Context, res: ResourceConfig, source: Source, dest: Destination, 
     from conduit.dlq import DeadLetters
     from conduit.store import Store
 
-    staged = dest.staged(load)
+    try:
+        staged = dest.staged(load)
+    except StagingLost as lost:
+        ctx.reporter.message(f"{res.name}: {lost}; staging from the start")
+        dest.abort(load)
+        staged = []
     positions: dict[str, int] = {}
     rows = []
     for c in staged:

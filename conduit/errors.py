@@ -73,6 +73,13 @@ class ConnectionFailed(DestinationError):
     """The destination or source server could not be reached or refused the login."""
 
 
+class StagingLost(DestinationError):
+    """The destination's ledger lists staged chunks whose rows are gone (e.g. emptied by crash recovery).
+
+    The engine aborts the load's staging and stages it again from the start.
+    """
+
+
 class SchemaMismatch(ConduitError):
     """The incoming schema differs from the destination table and the mode forbids the change."""
 

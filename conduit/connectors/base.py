@@ -205,7 +205,11 @@ class Destination(ABC):
 
     @abstractmethod
     def staged(self, load: Load) -> list[StagedChunk]:
-        """Chunks already staged for ``load`` (non-empty only when resuming)."""
+        """Chunks already staged for ``load`` (non-empty only when resuming).
+
+        Raises :class:`~conduit.errors.StagingLost` when the ledger lists chunks whose rows
+        are no longer there; the engine then aborts and stages from the start.
+        """
 
     @abstractmethod
     def stage(self, load: Load, chunk: StagedChunk, batches: pa.RecordBatchReader) -> int:

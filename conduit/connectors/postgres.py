@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from conduit._sql import qualified, quote, split_table
 from conduit.connectors._pg_conn import PostgresOptions, connect, connect_copy, describe, error, ping
 from conduit.connectors.base import SEQ, Capabilities, Connector, Destination, Load, Part, Source, StagedChunk, Task
-from conduit.errors import SourceError
+from conduit.errors import SourceError, StagingLost
 from conduit.retry import call
 
 if TYPE_CHECKING:
@@ -293,17 +293,18 @@ class PostgresDestination(Destination):
             self._ready.add(load.load_id)
 
     def staged(self, load: Load) -> list[StagedChunk]:
-        """Chunks in ``_conduit_chunks`` for this load, or none when their rows are gone.
+        """Chunks in ``_conduit_chunks`` for this load; :class:`StagingLost` when their rows are gone.
 
         An UNLOGGED stage comes back empty from crash recovery (or on a promoted
-        standby) while the ledger, a logged table, still lists its chunks: the load then
-        starts over (its ledger rows are deleted) instead of publishing without them.
+        standby) while the ledger, a logged table, still lists its chunks: publishing
+        from it would silently leave those rows out.
         """
         rows = self._fetch(f"SELECT chunk, part, rows_read_end, rows FROM {self.ledger}._conduit_chunks WHERE load_id = $1 ORDER BY chunk", [load.load_id])
         chunks = [StagedChunk(*r) for r in rows]
         if any(c.rows for c in chunks) and self._stage_lost(load):
-            self._run([(f"DELETE FROM {self.ledger}._conduit_chunks WHERE load_id = $1", [load.load_id])], f"{load.resource}: resetting the staging ledger failed")
-            return []
+            db_schema, name = self._stage_ref(load)
+            msg = f"the {len(chunks)} chunk(s) staged before the interruption are gone from {db_schema}.{name} (crash recovery empties UNLOGGED tables)"
+            raise StagingLost(msg)
         return chunks
 
     def _stage_lost(self, load: Load) -> bool:

@@ -187,6 +187,8 @@ def test_resume_after_a_server_crash_stages_again_what_crash_recovery_emptied(tm
     assert sql(uri, f'SELECT count(*) FROM s."{stage}"') == [(0,)]
     resumed = conduit(cfg, "--resume")
     assert resumed.returncode == 0, resumed.stderr
+    assert "are gone from s._conduit_stage_" in resumed.stderr
+    assert "staging from the start" in resumed.stderr
     assert fingerprint(uri, "s") == expected(tmp_path)
     with duckdb.connect(str(tmp_path / ".conduit" / "conduit.duckdb"), read_only=True) as con:
         rows = con.execute("SELECT rows_read, rows_written, rows_dlq FROM resource_runs").fetchall()
