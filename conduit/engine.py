@@ -356,6 +356,7 @@ def _load(ctx: Context, res: ResourceConfig, source: Source, dest: Destination, 
     except StagingLost as lost:
         ctx.reporter.message(f"{res.name}: {lost}; staging from the start")
         dest.abort(load)
+        ctx.store.forget_checkpoints(ctx.run_id, res.name)  # chunks are numbered afresh
         staged = []
     positions: dict[str, int] = {}
     rows = []

@@ -185,6 +185,11 @@ class Store:
         with self.connect() as con:
             con.executemany("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, now(), ?, ?, ?)", [list(r) for r in rows])
 
+    def forget_checkpoints(self, run_id: str, resource: str) -> None:
+        """Drop a run's checkpoints of ``resource`` (its staging starts over)."""
+        with self.connect() as con:
+            con.execute("DELETE FROM checkpoints WHERE run_id = ? AND resource = ?", [run_id, resource])
+
     def checkpoints(self, run_id: str, resource: str) -> list[tuple[int, int, str, int, str | None]]:
         """(chunk, rows, part, rows_read_end, mark) of a run's resource, in chunk order."""
         with self.connect() as con:

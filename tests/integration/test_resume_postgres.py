@@ -210,3 +210,5 @@ def test_resume_stages_again_when_the_staged_rows_are_gone(tmp_path: Path, pg_ur
     assert resumed.returncode == 0, resumed.stderr
     assert fingerprint(pg_uri, pg_schema) == expected(tmp_path)
     assert sql(pg_uri, f'SELECT count(*) FROM "{pg_schema}"._conduit_chunks') == [(0,)]
+    with duckdb.connect(str(tmp_path / ".conduit" / "conduit.duckdb"), read_only=True) as con:  # the checkpoints are the new staging's
+        assert con.execute("SELECT sum(rows) FROM checkpoints").fetchall() == [(expected(tmp_path)[0],)]
