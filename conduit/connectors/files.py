@@ -2,9 +2,9 @@
 
 Sources list files with fsspec (so ``s3://`` and friends work the same as local
 paths) and hand the engine one part per file: Polars lazy scans with a 1-based
-``_conduit_row_number`` for NDJSON and JSON; for CSV a scan for the header and the
-type-inference sample, the rows themselves parsed block by block
-(:mod:`conduit.connectors._csvblocks`); and Parquet row groups read with pyarrow
+``_conduit_row_number`` for JSON; for CSV and NDJSON a scan for the header or schema
+and the type-inference sample, the rows themselves parsed block by block
+(:mod:`conduit.connectors._blocks`); and Parquet row groups read with pyarrow
 (:mod:`conduit.connectors._row_groups`; the engine numbers those rows). CSV columns
 arrive as text and are typed by :mod:`conduit.coerce` from a large inferred sample or
 the declared ``columns``, so a value that does not parse becomes a dead letter, never
@@ -196,7 +196,7 @@ class CsvSource(FileSource):
         """Every column as text; types come from :mod:`conduit.coerce`; short rows are marked.
 
         The scan gives the header and the type-inference sample; the rows themselves are
-        read block by block (:mod:`conduit.connectors._csvblocks`, see :meth:`parts`).
+        read block by block (:mod:`conduit.connectors._blocks`, see :meth:`parts`).
         """
         from conduit.connectors import _csvlines
 
@@ -234,16 +234,16 @@ class CsvSource(FileSource):
             assert isinstance(part.frame, pl.LazyFrame)
             names = [c for c in part.frame.collect_schema() if not c.startswith("_conduit_")]
             if names:
-                part.read = self._blocks(self._utf8(part.name), names)
+                part.read = self._reader(self._utf8(part.name), names)
             part.fallback = self._fallback(part.name, names)
             yield part
 
-    def _blocks(self, source: str, names: list[str]) -> Any:
-        from conduit.connectors import _csvblocks
+    def _reader(self, source: str, names: list[str]) -> Any:
+        from conduit.connectors import _blocks
 
         def read(after: int, batch_size: int) -> Iterator[pl.DataFrame]:
             with open(source, "rb") if source in self._transcoded.values() else self.fs.open(source, "rb", compression="infer") as fh:
-                yield from _csvblocks.batches(fh, self.format_opts, names, after, batch_size)
+                yield from _blocks.csv(fh, self.format_opts, names, after, batch_size)
 
         return read
 
@@ -285,7 +285,7 @@ class NdjsonSource(FileSource):
         return lf
 
     def parts(self, task: Task) -> Iterator[Part]:
-        """One part per file; a file the fast reader rejects goes on through the tolerant line path."""
+        """One part per file, read in blocks; a file the fast reader rejects goes on through the tolerant line path."""
         from conduit.connectors import _jsonlines
 
         for part in super().parts(task):
@@ -293,8 +293,15 @@ class NdjsonSource(FileSource):
             assert isinstance(frame, pl.LazyFrame)
             file_schema = pl.Schema({k: v for k, v in frame.collect_schema().items() if k != ROW_NUMBER})
             storage = self._storage if is_url(url) else None
+            part.read = lambda after, size, url=url, s=file_schema: self._blocks(url, s, after, size)
             part.fallback = lambda after, size, url=url, s=file_schema, st=storage: _jsonlines.records(url, st, s, after, size)
             yield part
+
+    def _blocks(self, url: str, schema: pl.Schema, after: int, batch_size: int) -> Iterator[pl.DataFrame]:
+        from conduit.connectors import _blocks
+
+        with self.fs.open(url, "rb", compression="infer") as fh:
+            yield from _blocks.ndjson(fh, schema, after, batch_size)
 
 
 class JsonSource(FileSource):

@@ -1,10 +1,11 @@
-"""The block CSV reader: cut at record boundaries, numbered like the file, checked against Python's csv module."""
+"""The block readers (CSV, NDJSON): cut at record boundaries, numbered like the file, checked against independent parsers."""
 
 from __future__ import annotations
 
 import csv
 import gzip
 import io
+import json
 import random
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from conduit.connectors import _csvblocks
+from conduit.connectors import _blocks
 from conduit.connectors.base import RECHECK, ROW_NUMBER
 from conduit.connectors.files import CsvOptions
 
@@ -43,9 +44,9 @@ def reference(text: str, skip: int) -> list[tuple[int, str, str, str]]:
 @pytest.mark.parametrize("block", [61, 500, 4096])
 @pytest.mark.parametrize(("skip", "batch_size"), [(0, 7), (0, 1000), (37, 50), (150, 13)])
 def test_blocks_equal_a_whole_file_parse(monkeypatch: pytest.MonkeyPatch, block: int, skip: int, batch_size: int) -> None:
-    monkeypatch.setattr(_csvblocks, "BLOCK", block)
+    monkeypatch.setattr(_blocks, "BLOCK", block)
     text = messy_csv(200, seed=block + skip)
-    frames = list(_csvblocks.batches(io.BytesIO(text.encode()), CsvOptions(), NAMES, skip, batch_size))
+    frames = list(_blocks.csv(io.BytesIO(text.encode()), CsvOptions(), NAMES, skip, batch_size))
     assert all(0 < f.height <= batch_size for f in frames)
     got = pl.concat(frames)
     assert got.columns == [ROW_NUMBER, *NAMES, RECHECK]
@@ -54,10 +55,10 @@ def test_blocks_equal_a_whole_file_parse(monkeypatch: pytest.MonkeyPatch, block:
 
 
 def test_a_record_longer_than_a_block_is_read_whole(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_csvblocks, "BLOCK", 16)
+    monkeypatch.setattr(_blocks, "BLOCK", 16)
     long = "x\n" * 100
     text = f'id,note,amount\n1,"{long}",2\n3,y,4\n'
-    got = pl.concat(list(_csvblocks.batches(io.BytesIO(text.encode()), CsvOptions(), NAMES, 0, 10)))
+    got = pl.concat(list(_blocks.csv(io.BytesIO(text.encode()), CsvOptions(), NAMES, 0, 10)))
     assert got.select(ROW_NUMBER, "note").rows() == [(1, long), (2, "y")]
 
 
@@ -72,12 +73,12 @@ def test_a_record_longer_than_a_block_is_read_whole(monkeypatch: pytest.MonkeyPa
     ],
 )
 def test_boundary_is_the_last_newline_outside_quotes(data: bytes, quote: str | None, want: int) -> None:
-    assert _csvblocks.boundary(data, quote) == want
+    assert _blocks.boundary(data, quote) == want
 
 
 def test_many_blocks_with_a_bom_skipped_lines_a_gzip_and_a_ragged_row_deep_inside(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """End to end: the row after the bad one is neither lost nor loaded twice, across block cuts."""
-    monkeypatch.setattr(_csvblocks, "BLOCK", 256)
+    monkeypatch.setattr(_blocks, "BLOCK", 256)
     body = messy_csv(400, seed=7).split("\n", 1)[1]
     lines = body.split("\n")
     text = "\ufeffexported by a tool\n" + ",".join(NAMES) + "\n" + body.replace("\n250,", "\n250,extra,", 1)
@@ -102,4 +103,45 @@ def test_gzip_in_another_encoding_is_decompressed_before_it_is_decoded(tmp_path:
     assert result.resources[0].status == "success", result.resources[0].error
     assert sorted(loaded.select("id", "note").rows()) == [(1, "café"), (2, "naïve")]
     assert dlq is None
+    assert_invariant(manifest, loaded, dlq)
+
+
+def ndjson_lines(rows: int, seed: int) -> list[str]:
+    """NDJSON lines with escapes, unicode, nulls, nested values and blank lines between them."""
+    rng = random.Random(seed)
+    notes = ["plain", 'say "hi"', "two\nlines", "ünïcode €", None, "{not: json}"]
+    out = []
+    for i in range(1, rows + 1):
+        out.append(json.dumps({"id": i, "note": rng.choice(notes), "tags": [rng.randint(0, 9) for _ in range(rng.randint(0, 3))], "x": {"y": i * 0.5}}))
+        if rng.random() < 0.1:
+            out.append("   ")
+    return out
+
+
+@pytest.mark.parametrize("block", [50, 700])
+@pytest.mark.parametrize(("skip", "batch_size"), [(0, 9), (33, 1000), (120, 17)])
+def test_ndjson_blocks_equal_pythons_json(monkeypatch: pytest.MonkeyPatch, block: int, skip: int, batch_size: int) -> None:
+    monkeypatch.setattr(_blocks, "BLOCK", block)
+    lines = ndjson_lines(150, seed=block + skip)
+    schema = pl.Schema({"id": pl.Int64, "note": pl.String, "tags": pl.List(pl.Int64), "x": pl.Struct({"y": pl.Float64})})
+    frames = list(_blocks.ndjson(io.BytesIO("\n".join(lines).encode()), schema, skip, batch_size))
+    assert all(0 < f.height <= batch_size for f in frames)
+    got = pl.concat(frames)
+    want = [json.loads(line) for line in lines if line.strip()]
+    assert got.get_column(ROW_NUMBER).to_list() == list(range(skip + 1, len(want) + 1))
+    assert got.drop(ROW_NUMBER).to_dicts() == want[skip:]
+
+
+def test_big_ndjson_with_a_bad_line_deep_inside_loads_every_good_row_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_blocks, "BLOCK", 300)
+    lines = ndjson_lines(400, seed=3)
+    bad = next(i for i, line in enumerate(lines) if '"id": 300,' in line)
+    lines[bad] = '{"id": 300, "note": oops}'
+    (tmp_path / "data.ndjson").write_text("\n".join(lines) + "\n")
+    source = "{name: f, type: ndjson, path: .}"
+    result, loaded, dlq, manifest = run_one(tmp_path, {}, "{name: t, source: f, destination: local, path: data.ndjson}", source=source, batch_size=40)
+    assert result.resources[0].status == "partial_success", result.resources[0].error
+    assert sorted(loaded.get_column("id").to_list()) == [i for i in range(1, 401) if i != 300]
+    assert dlq is not None
+    assert dlq["_conduit_row_number"].to_list() == [300]
     assert_invariant(manifest, loaded, dlq)
