@@ -310,7 +310,7 @@ class PostgresDestination(Destination):
     def _stage_lost(self, load: Load) -> bool:
         """Whether the load's staging table is missing or holds no row (its ledger says it should)."""
         db_schema, name = self._stage_ref(load)
-        if not self._fetch("SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2", [db_schema, name]):
+        if self._catalog(f"{db_schema}.{name}") is None:
             return True
         return not self._fetch(f"SELECT 1 FROM {quote(db_schema)}.{quote(name)} LIMIT 1", [])
 
