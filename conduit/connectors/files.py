@@ -234,18 +234,16 @@ class CsvSource(FileSource):
             assert isinstance(part.frame, pl.LazyFrame)
             names = [c for c in part.frame.collect_schema() if not c.startswith("_conduit_")]
             if names:
-                part.read = self._reader(self._utf8(part.name), names)
+                part.read = lambda after, size, url=part.name, n=names: self._blocks(url, n, after, size)
             part.fallback = self._fallback(part.name, names)
             yield part
 
-    def _reader(self, source: str, names: list[str]) -> Any:
+    def _blocks(self, url: str, names: list[str], after: int, batch_size: int) -> Iterator[pl.DataFrame]:
         from conduit.connectors import _blocks
 
-        def read(after: int, batch_size: int) -> Iterator[pl.DataFrame]:
-            with open(source, "rb") if source in self._transcoded.values() else self.fs.open(source, "rb", compression="infer") as fh:
-                yield from _blocks.csv(fh, self.format_opts, names, after, batch_size)
-
-        return read
+        source = self._utf8(url)
+        with open(source, "rb") if source != url else self.fs.open(url, "rb", compression="infer") as fh:
+            yield from _blocks.csv(fh, self.format_opts, names, after, batch_size)
 
     def _fallback(self, url: str, names: list[str]) -> Any:
         from conduit.connectors import _csvlines
