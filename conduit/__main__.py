@@ -1,5 +1,5 @@
 """``python -m conduit``."""
 
-from conduit.cli import main
+from conduit.cli import entry
 
-main()
+entry()

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -267,3 +267,38 @@ def main(argv: list[str] | None = None) -> None:
             click.echo(_secrets.redact(traceback.format_exc()), err=True)
         click.echo(f"error: {type(exc).__name__}: {_secrets.redact(str(exc))} (run with --debug for the traceback)", err=True)
         sys.exit(1)
+
+
+def entry() -> NoReturn:
+    """The console script and ``python -m conduit``: :func:`main`, then a quick exit.
+
+    The interpreter's own teardown frees every module and the Arrow, Polars and DuckDB
+    memory piece by piece: about 0.25 s after an SF1 load, a twentieth of the whole
+    run, for nothing. Once the command returns, this waits for other threads, runs the
+    exit handlers, flushes the output and leaves with ``os._exit``. An exception other
+    than ``SystemExit`` takes the normal way out, with its traceback.
+    """
+    try:
+        main()
+        code: object = 0
+    except SystemExit as exc:
+        code = exc.code
+    if code is not None and not isinstance(code, int):  # sys.exit("message")
+        print(code, file=sys.stderr)
+        code = 1
+    _exit_now(code or 0)
+
+
+def _exit_now(code: int) -> NoReturn:
+    import atexit
+    import contextlib
+    import threading
+
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # the reader of a pipe went away (``conduit query | head``)
+            stream.flush()
+    os._exit(code)
