@@ -276,7 +276,8 @@ def entry() -> NoReturn:
     memory piece by piece: about 0.25 s after an SF1 load, a twentieth of the whole
     run, for nothing. Once the command returns, this waits for other threads, runs the
     exit handlers, flushes the output and leaves with ``os._exit``. An exception other
-    than ``SystemExit`` takes the normal way out, with its traceback.
+    than ``SystemExit`` takes the normal way out, with its traceback, and so does a run
+    under a profiler or tracer (``python -m cProfile``, coverage), which reports at exit.
     """
     try:
         main()
@@ -286,6 +287,8 @@ def entry() -> NoReturn:
     if code is not None and not isinstance(code, int):  # sys.exit("message")
         print(code, file=sys.stderr)
         code = 1
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        sys.exit(code)
     _exit_now(code or 0)
 
 

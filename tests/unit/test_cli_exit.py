@@ -61,3 +61,10 @@ def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     assert out.stdout.splitlines() == ["range", "0"]
     assert "Traceback" not in out.stderr
     assert "BrokenPipe" not in out.stderr
+
+
+def test_a_profiled_run_still_reports() -> None:
+    """``python -m cProfile`` prints its table after the program: the quick exit steps aside."""
+    out = subprocess.run([sys.executable, "-m", "cProfile", "-s", "tottime", "-m", "conduit", "--version"], capture_output=True, text=True, timeout=120, env=BUFFERED)
+    assert out.returncode == 0, out.stderr
+    assert "function calls" in out.stdout
