@@ -21,8 +21,14 @@ if TYPE_CHECKING:
     from conduit.config import ResourceConfig
     from conduit.engine import Context, ResourceResult
 
-CHUNK_BATCHES = 16  # a chunk (the unit of checkpoint and resume) is up to this many batches (~2M rows by default)
+CHUNK_BATCHES = 16  # the first chunk (the unit of checkpoint and resume) of a part: up to this many batches (~2M rows by default)
+LATER_CHUNK_BATCHES = 64  # later chunks of the part, where no stage runs in parallel (see below)
 PARALLEL_CHUNK_BATCHES = 2  # smaller chunks when several stage at once (keeps memory bounded)
+"""A destination pays a fixed price per chunk: DuckDB about 0.1 s per INSERT (on TPC-H
+lineitem, inserting an in-memory table in 4 parts instead of 1 took 0.1-0.3 s longer, in
+12 parts about 1 s). A part's first chunk stays small, so a crash early in a load loses
+little; later ones are 4x larger, which keeps a crash's loss under ~8M rows and the dead
+letters a chunk holds in memory bounded. Chunks staged in parallel are small throughout."""
 
 
 def stream(ctx: Context, res: ResourceConfig, source: Source, dest: Destination, task: Task, load: Load, result: ResourceResult, state: Any, checks: Any, dlq: Any, positions: dict[str, int], chunk_no: int) -> bool:
@@ -48,7 +54,8 @@ def stream(ctx: Context, res: ResourceConfig, source: Source, dest: Destination,
             steps = stream_part(part, part_index, transform, batch_size, positions.get(part.name, 0))
             if stager is None or not is_direct(part, transform):  # cheap untransformed batches go straight to the stager's queues
                 steps = prefetch(steps)
-            for chunk_steps in _chunks(steps, PARALLEL_CHUNK_BATCHES if stager else CHUNK_BATCHES):
+            first, later = (PARALLEL_CHUNK_BATCHES, PARALLEL_CHUNK_BATCHES) if stager else (CHUNK_BATCHES, LATER_CHUNK_BATCHES)
+            for chunk_steps in _chunks(steps, first, later):
                 cursor = StagedChunk(chunk_no, part.name, positions.get(part.name, 0), 0)
                 if stager is not None:
                     feed = stager.start(cursor)
@@ -146,21 +153,23 @@ def decode_position(text: str) -> tuple[str, list[Any] | None]:
     return text, None
 
 
-def _chunks(steps: Iterator[Any], size: int = CHUNK_BATCHES) -> Iterator[Iterator[Any]]:
-    """Split a step stream into chunks of up to ``size`` steps, lazily."""
+def _chunks(steps: Iterator[Any], first: int, later: int) -> Iterator[Iterator[Any]]:
+    """Split a step stream into chunks, lazily: the first of up to ``first`` steps, the others of up to ``later``."""
     it = iter(steps)
+    size = first
     while True:
         try:
-            first = next(it)
+            head = next(it)
         except StopIteration:
             return
 
-        def chunk(first: Any = first) -> Iterator[Any]:
-            yield first
+        def chunk(head: Any = head, size: int = size) -> Iterator[Any]:
+            yield head
             for _, step in zip(range(size - 1), it, strict=False):
                 yield step
 
         yield chunk()
+        size = later
 
 
 def _reader(steps: Iterator[Any], schema: Any, cursor: StagedChunk, result: ResourceResult, dlq: Any, ctx: Context, state: Any, checks: Any, failed: list[ConduitError]) -> Any:
