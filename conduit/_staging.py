@@ -10,7 +10,7 @@ incremental marks are accounted per step (:func:`_account`).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from conduit import _faults
@@ -24,11 +24,13 @@ if TYPE_CHECKING:
 CHUNK_BATCHES = 16  # the first chunk (the unit of checkpoint and resume) of a part: up to this many batches (~2M rows by default)
 LATER_CHUNK_BATCHES = 64  # later chunks of the part, where no stage runs in parallel (see below)
 PARALLEL_CHUNK_BATCHES = 2  # smaller chunks when several stage at once (keeps memory bounded)
+DLQ_CHUNK_ROWS = 2_000_000  # a chunk ends early once it holds this many dead letters (they wait in memory until it commits)
+_END = object()
 """A destination pays a fixed price per chunk: DuckDB about 0.1 s per INSERT (on TPC-H
 lineitem, inserting an in-memory table in 4 parts instead of 1 took 0.1-0.3 s longer, in
 12 parts about 1 s). A part's first chunk stays small, so a crash early in a load loses
-little; later ones are 4x larger, which keeps a crash's loss under ~8M rows and the dead
-letters a chunk holds in memory bounded. Chunks staged in parallel are small throughout."""
+little; later ones are 4x larger, which keeps a crash's loss under ~8M rows; a chunk holding
+:data:`DLQ_CHUNK_ROWS` dead letters ends early. Chunks staged in parallel are small throughout."""
 
 
 def stream(ctx: Context, res: ResourceConfig, source: Source, dest: Destination, task: Task, load: Load, result: ResourceResult, state: Any, checks: Any, dlq: Any, positions: dict[str, int], chunk_no: int) -> bool:
@@ -55,7 +57,7 @@ def stream(ctx: Context, res: ResourceConfig, source: Source, dest: Destination,
             if stager is None or not is_direct(part, transform):  # cheap untransformed batches go straight to the stager's queues
                 steps = prefetch(steps)
             first, later = (PARALLEL_CHUNK_BATCHES, PARALLEL_CHUNK_BATCHES) if stager else (CHUNK_BATCHES, LATER_CHUNK_BATCHES)
-            for chunk_steps in _chunks(steps, first, later):
+            for chunk_steps in _chunks(steps, first, later, full=lambda: dlq.pending_rows >= DLQ_CHUNK_ROWS):
                 cursor = StagedChunk(chunk_no, part.name, positions.get(part.name, 0), 0)
                 if stager is not None:
                     feed = stager.start(cursor)
@@ -153,8 +155,11 @@ def decode_position(text: str) -> tuple[str, list[Any] | None]:
     return text, None
 
 
-def _chunks(steps: Iterator[Any], first: int, later: int) -> Iterator[Iterator[Any]]:
-    """Split a step stream into chunks, lazily: the first of up to ``first`` steps, the others of up to ``later``."""
+def _chunks(steps: Iterator[Any], first: int, later: int, full: Callable[[], bool] = lambda: False) -> Iterator[Iterator[Any]]:
+    """Split a step stream into chunks, lazily: the first of up to ``first`` steps, the others of up to ``later``.
+
+    A chunk also ends after any step once ``full()`` says so (its dead letters are many).
+    """
     it = iter(steps)
     size = first
     while True:
@@ -165,7 +170,12 @@ def _chunks(steps: Iterator[Any], first: int, later: int) -> Iterator[Iterator[A
 
         def chunk(head: Any = head, size: int = size) -> Iterator[Any]:
             yield head
-            for _, step in zip(range(size - 1), it, strict=False):
+            for _ in range(size - 1):
+                if full():
+                    return
+                step = next(it, _END)
+                if step is _END:
+                    return
                 yield step
 
         yield chunk()

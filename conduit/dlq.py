@@ -66,6 +66,11 @@ class DeadLetters:
         )
         self._pending.append(pl.concat([as_text(rows.drop([c for c in META if c in rows.columns])), meta], how="horizontal"))
 
+    @property
+    def pending_rows(self) -> int:
+        """Dead letters queued for the current chunk."""
+        return sum(df.height for df in self._pending)
+
     def flush_chunk(self, chunk: int) -> int:
         """Write queued rows as the chunk's part file; return how many."""
         if not self._pending:
