@@ -9,6 +9,7 @@ incremental marks are accounted per step (:func:`_account`).
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,6 @@ CHUNK_BATCHES = 16  # the first chunk (the unit of checkpoint and resume) of a p
 LATER_CHUNK_BATCHES = 64  # later chunks of the part, where no stage runs in parallel (see below)
 PARALLEL_CHUNK_BATCHES = 2  # smaller chunks when several stage at once (keeps memory bounded)
 DLQ_CHUNK_ROWS = 2_000_000  # a chunk ends early once it holds this many dead letters (they wait in memory until it commits)
-_END = object()
 """A destination pays a fixed price per chunk: DuckDB about 0.1 s per INSERT (on TPC-H
 lineitem, inserting an in-memory table in 4 parts instead of 1 took 0.1-0.3 s longer, in
 12 parts about 1 s). A part's first chunk stays small, so a crash early in a load loses
@@ -169,14 +169,10 @@ def _chunks(steps: Iterator[Any], first: int, later: int, full: Callable[[], boo
             return
 
         def chunk(head: Any = head, size: int = size) -> Iterator[Any]:
-            yield head
-            for _ in range(size - 1):
+            for step in itertools.chain([head], itertools.islice(it, size - 1)):  # the next step is taken only after full() is asked
+                yield step
                 if full():
                     return
-                step = next(it, _END)
-                if step is _END:
-                    return
-                yield step
 
         yield chunk()
         size = later
