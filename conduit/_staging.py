@@ -37,9 +37,8 @@ def stream(ctx: Context, res: ResourceConfig, source: Source, dest: Destination,
     """Stage chunk after chunk, then publish; False when the source had no parts."""
     from conduit._pipeline import ParallelStager, is_direct, prefetch, stream_part
 
-    workers = max(1, dest.capabilities.parallel_stage)
-    batch_size = _batch_rows(ctx, load, workers)
     transform = None
+    batch_size = 0
     names: list[str] = []
     header_only = True  # every part is a CSV file with bytes (a header) but, so far, no rows
     stager = None
@@ -50,6 +49,8 @@ def stream(ctx: Context, res: ResourceConfig, source: Source, dest: Destination,
             header_only = header_only and part.text_columns and part.bytes > 0
             if transform is None:
                 transform = make_transform(ctx, res, dest, part, load, checks, state)
+                workers = max(1, dest.stage_streams(load))
+                batch_size = _batch_rows(ctx, load, workers)
                 if workers > 1:
                     stager = ParallelStager(lambda cursor, reader: dest.stage(load, cursor, reader), transform.schema, workers)
             transform.row_filter = state.row_filter(part.name)

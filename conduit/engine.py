@@ -91,6 +91,7 @@ class Context:
     reporter: Reporter
     batch_size: int | None
     full_refresh: bool
+    resumed: bool = False
     sources: dict[str, Source] = field(default_factory=dict)
     destinations: dict[str, Destination] = field(default_factory=dict)
 
@@ -224,7 +225,7 @@ def run(
             reporter.message("nothing to resume: starting a new run")
         run_id = time.strftime("%Y%m%dT%H%M%S") + "_" + uuid.uuid4().hex[:6]
         store.start_run(run_id, config_path_s, project.config_hash, __version__)
-    ctx = Context(project, run_id, reporter, batch_size, full_refresh)
+    ctx = Context(project, run_id, reporter, batch_size, full_refresh, resumed)
     ctx.store = store  # one Store object per run: its tables are checked once
     if previous and not resumed:
         reporter.message(f"previous run {previous} was interrupted and its config changed: discarding its staged data and starting over")
@@ -351,13 +352,14 @@ def _load(ctx: Context, res: ResourceConfig, source: Source, dest: Destination, 
     from conduit.dlq import DeadLetters
     from conduit.store import Store
 
+    lost: StagingLost | None = None
     try:
         staged = dest.staged(load)
-    except StagingLost as lost:
+    except StagingLost as exc:
+        lost = exc
         ctx.reporter.message(f"{res.name}: {lost}; staging from the start")
         dest.abort(load)
-        ctx.store.forget_checkpoints(ctx.run_id, res.name)  # chunks are numbered afresh
-        staged = []
+        staged = []  # chunks are numbered afresh
     positions: dict[str, int] = {}
     rows = []
     for c in staged:
@@ -366,8 +368,8 @@ def _load(ctx: Context, res: ResourceConfig, source: Source, dest: Destination, 
         state.restore(mark)
         result.rows_written += c.rows
         rows.append((ctx.run_id, res.name, c.chunk, c.rows, name, c.rows_read_end, json.dumps(mark) if mark else None))
-    if rows:
-        ctx.store.checkpoint_many(rows)
+    if ctx.resumed:
+        ctx.store.set_checkpoints(ctx.run_id, res.name, rows)
     result.rows_read += sum(positions.values())
     chunk_no = len(staged)
     dlq = DeadLetters(Store(ctx.project.state_path).dlq_dir, ctx.run_id, res.name)
@@ -376,6 +378,8 @@ def _load(ctx: Context, res: ResourceConfig, source: Source, dest: Destination, 
     checks.restore(dlq.load_keys(chunk_no))  # unique keys of the chunks already staged
     if staged:
         ctx.reporter.message(f"{res.name}: resuming after {chunk_no} staged chunk(s), {result.rows_written:,} rows already staged")
+    elif ctx.resumed and lost is None:
+        ctx.reporter.message(f"{res.name}: nothing was durably staged before the interruption; loading from the start")
     try:
         published = stream(ctx, res, source, dest, task, load, result, state, checks, dlq, positions, chunk_no)
     except QualityCheckFailed:

@@ -185,10 +185,17 @@ class Store:
         with self.connect() as con:
             con.executemany("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, now(), ?, ?, ?)", [list(r) for r in rows])
 
-    def forget_checkpoints(self, run_id: str, resource: str) -> None:
-        """Drop a run's checkpoints of ``resource`` (its staging starts over)."""
+    def set_checkpoints(self, run_id: str, resource: str, rows: list[tuple[Any, ...]]) -> None:
+        """Make ``rows`` (as in :meth:`checkpoint_many`) a run's only checkpoints of ``resource``.
+
+        On resume the destination's durably staged chunks are the truth: the store may
+        list chunks that never committed there (a load that commits only when it
+        publishes) or whose rows were lost (then staging starts over).
+        """
         with self.connect() as con:
             con.execute("DELETE FROM checkpoints WHERE run_id = ? AND resource = ?", [run_id, resource])
+            if rows:
+                con.executemany("INSERT INTO checkpoints VALUES (?, ?, ?, ?, now(), ?, ?, ?)", [list(r) for r in rows])
 
     def checkpoints(self, run_id: str, resource: str) -> list[tuple[int, int, str, int, str | None]]:
         """(chunk, rows, part, rows_read_end, mark) of a run's resource, in chunk order."""

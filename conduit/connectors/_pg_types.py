@@ -93,6 +93,18 @@ def _simple(t: pa.DataType) -> tuple[str, pa.DataType] | None:
     return None
 
 
+_CATALOG_NAMES = {"timestamptz": "timestamp with time zone", "timestamp": "timestamp without time zone", "time": "time without time zone"}
+
+
+def catalog_name(type_name: str) -> str:
+    """How ``format_type()`` spells a type this module names (``timestamptz`` -> ``timestamp with time zone``).
+
+    >>> catalog_name("timestamptz"), catalog_name("numeric(15,2)")
+    ('timestamp with time zone', 'numeric(15,2)')
+    """
+    return _CATALOG_NAMES.get(type_name, type_name)
+
+
 def columns_for(schema: pa.Schema, json_columns: list[str]) -> dict[str, PgColumn]:
     """Per field of ``schema``: its :class:`PgColumn`."""
     return {f.name: pg_column(f.type, f.name in json_columns) for f in schema}

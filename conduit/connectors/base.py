@@ -211,6 +211,10 @@ class Destination(ABC):
         are no longer there; the engine then aborts and stages from the start.
         """
 
+    def stage_streams(self, load: Load) -> int:
+        """How many chunks of ``load`` may stage at once (asked once its schema is known)."""
+        return self.capabilities.parallel_stage
+
     @abstractmethod
     def stage(self, load: Load, chunk: StagedChunk, batches: pa.RecordBatchReader) -> int:
         """Stage one chunk atomically (data + ledger row); return the rows staged."""

@@ -9,6 +9,10 @@ will become the target (a new table, ``replace``) it is a regular table that pub
 renames (zero copy); otherwise it is UNLOGGED and publish INSERTs or MERGEs from it.
 Publish is one transaction that also records the load id in ``_conduit_loads``.
 
+An append into an existing table whose column types match skips the stage: its chunks
+are COPYed straight into the target, on one connection, in one transaction that the
+publish commits (see :meth:`PostgresDestination.stage_streams`).
+
 Source: ``cursor.fetch_record_batch()`` streams Arrow batches; ``numeric`` columns
 become ``decimal(p,s)`` from the type modifier ADBC reports; an incremental mark is a
 bound parameter.
@@ -41,6 +45,10 @@ _LEDGER = [
 _CATALOG = """SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, c.relpersistence
 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"""
+
+
+_TARGET = """SELECT c.relkind, EXISTS (SELECT 1 FROM {ledger}._conduit_chunks WHERE load_id = $3)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2"""
 
 
 def stage_name(load_id: str) -> str:
@@ -135,6 +143,9 @@ class PostgresDestination(Destination):
         self._all: list[Any] = []
         self._lock = threading.RLock()
         self._ready: set[str] = set()
+        self._direct: dict[str, bool] = {}  # load id -> COPY straight into the target
+        self._appended: dict[str, int] = {}  # load id -> rows COPYed into the target, not yet committed
+        self._append_conn: Any = None
         self.ledger = quote(options.db_schema)
 
     # --- connections ------------------------------------------------------------
@@ -175,6 +186,13 @@ class PostgresDestination(Destination):
             conn.commit()
         return conn
 
+    def _appender(self) -> Any:
+        """The connection whose open transaction holds the rows of a direct append (synchronous commit)."""
+        if self._append_conn is None:
+            self.conn  # noqa: B018 - ledger tables first
+            self._append_conn = self._connect(connect_copy)
+        return self._append_conn
+
     def check(self) -> None:
         """Connect and ``SELECT 1``."""
         ping(self.options, f"destination {self.name}")
@@ -186,7 +204,7 @@ class PostgresDestination(Destination):
         for conn in conns:
             with contextlib.suppress(Exception):
                 conn.close()
-        self._main, self._local = None, threading.local()
+        self._main, self._local, self._append_conn = None, threading.local(), None
 
     def describe(self) -> str:
         """The URI without password."""
@@ -292,6 +310,39 @@ class PostgresDestination(Destination):
             )
             self._ready.add(load.load_id)
 
+    def stage_streams(self, load: Load) -> int:
+        """``copy_streams``, or 1 for an append COPYed straight into its target.
+
+        That happens when ``load`` appends to an existing table (or partitioned table)
+        whose columns have exactly the types Conduit would stage (binary COPY needs them),
+        with no schema change to apply and nothing staged by an earlier attempt. The
+        server then writes each row once, instead of staging it and copying it again
+        with ``INSERT ... SELECT`` when publishing. The rows become visible when the
+        publish commits the transaction; a failure or crash rolls it back, so a resume
+        of such a load starts from the beginning.
+        """
+        return 1 if self._appends_directly(load) else self.options.copy_streams
+
+    def _appends_directly(self, load: Load) -> bool:
+        """Whether ``load`` COPYs straight into its target (decided once per load)."""
+        with self._lock:
+            if load.load_id not in self._direct:
+                self._direct[load.load_id] = self._can_append_directly(load)
+            return self._direct[load.load_id]
+
+    def _can_append_directly(self, load: Load) -> bool:
+        from conduit.connectors._pg_types import catalog_name, columns_for
+
+        if load.write_mode != "append" or load.changes or load.schema is None:
+            return False
+        schema, name = split_table(load.table, self.options.db_schema)
+        found = self._fetch(_TARGET.format(ledger=self.ledger), [schema, name, load.load_id])
+        if not found or found[0][0] not in ("r", "p") or found[0][1]:
+            return False
+        types = {c: t for c, t, _, _ in self._catalog(load.table) or []}
+        cols = columns_for(load.schema, load.json_columns)
+        return all(types.get(f.name) == catalog_name(cols[f.name].stage) for f in load.schema)
+
     def staged(self, load: Load) -> list[StagedChunk]:
         """Chunks in ``_conduit_chunks`` for this load; :class:`StagingLost` when their rows are gone.
 
@@ -319,13 +370,17 @@ class PostgresDestination(Destination):
         from conduit.connectors._pg_copy import HEADER, TRAILER, CopyEncoder
         from conduit.connectors._pg_types import cast_batch, columns_for, stage_schema
 
-        self._ensure_stage(load, batches.schema)
-        conn = self._worker()
+        direct = self._appends_directly(load)
         db_schema, name = self._stage_ref(load)
+        if direct:
+            conn, table = self._appender(), qualified(load.table, self.options.db_schema)
+        else:
+            self._ensure_stage(load, batches.schema)
+            conn, table = self._worker(), f"{quote(db_schema)}.{quote(name)}"
         cols = columns_for(batches.schema, load.json_columns)
         target = stage_schema(batches.schema, cols)
         encoder = CopyEncoder(target)
-        copy_sql = f"COPY {quote(db_schema)}.{quote(name)} ({', '.join(quote(c) for c in encoder.columns)}) FROM STDIN (FORMAT BINARY)"
+        copy_sql = f"COPY {table} ({', '.join(quote(c) for c in encoder.columns)}) FROM STDIN (FORMAT BINARY)"
         rows = 0
         failed: list[BaseException] = []
         try:
@@ -341,6 +396,9 @@ class PostgresDestination(Destination):
                         failed.append(exc)
                         raise
                     copy.write(TRAILER)
+                if direct:  # stays open: the publish commits it
+                    self._appended[load.load_id] = self._appended.get(load.load_id, 0) + rows
+                    return rows
                 cur.execute(f"INSERT INTO {self.ledger}._conduit_chunks VALUES (%s, %s, %s, %s, %s)", [load.load_id, chunk.chunk, chunk.part, chunk.rows_read_end, rows])
             conn.commit()
         except BaseException as exc:  # the reader's own error wins, else the server's
@@ -363,6 +421,8 @@ class PostgresDestination(Destination):
 
         if self.is_published(load):
             return 0
+        if self._direct.get(load.load_id):
+            return self._publish_direct(load)
         db_schema, name = self._stage_ref(load)
         stage = self._catalog(f"{db_schema}.{name}")
         target = self._catalog(load.table)
@@ -389,8 +449,32 @@ class PostgresDestination(Destination):
             self._ready.discard(load.load_id)
         return rows
 
+    def _publish_direct(self, load: Load) -> int:
+        """Commit the rows COPYed straight into the target, with the load's record."""
+        rows = self._appended.pop(load.load_id, 0)
+        db_schema, name = self._stage_ref(load)
+        conn = self._appender()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"DROP TABLE IF EXISTS {quote(db_schema)}.{quote(name)}")  # an earlier attempt's empty stage
+                cur.execute(
+                    f"INSERT INTO {self.ledger}._conduit_loads (load_id, run_id, resource, table_name, write_mode, rows) VALUES (%s, %s, %s, %s, %s, %s)",
+                    [load.load_id, load.run_id, load.resource, load.table, load.write_mode, rows],
+                )
+            conn.commit()
+        except Exception as exc:  # noqa: BLE001 - server errors become DestinationError
+            with contextlib.suppress(Exception):
+                conn.rollback()
+            raise error(exc, f"{load.resource}: publishing into {load.table} failed") from None
+        self._direct.pop(load.load_id, None)
+        return rows
+
     def abort(self, load: Load) -> None:
-        """Drop the staging table (wherever it is) and the load's ledger rows."""
+        """Roll back a direct append; drop the staging table (wherever it is) and the load's ledger rows."""
+        if self._direct.pop(load.load_id, None) and self._append_conn is not None:
+            with contextlib.suppress(Exception):
+                self._append_conn.rollback()
+        self._appended.pop(load.load_id, None)
         name = stage_name(load.load_id)
         schemas = self._fetch("SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = $1", [name])
         statements: list[tuple[str, Any]] = [(f"DROP TABLE IF EXISTS {quote(s[0])}.{quote(name)}", None) for s in schemas]

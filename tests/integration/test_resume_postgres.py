@@ -119,6 +119,39 @@ def test_kill_then_resume_parquet_into_postgres(tmp_path: Path, pg_uri: str, pg_
         assert con.execute("SELECT rows_read, rows_written FROM resource_runs").fetchall() == [(want[0], want[0])]
 
 
+@pytest.mark.parametrize(("name_type", "direct"), [pytest.param("text", True, id="types-match"), pytest.param("varchar(100)", False, id="types-differ")])
+def test_append_into_an_existing_table_killed_then_resumed(tmp_path: Path, pg_uri: str, pg_schema: str, name_type: str, direct: bool) -> None:
+    """Where the table's types are the staged ones, an append COPYs straight into it, in one transaction.
+
+    A kill leaves the table as it was and nothing staged, and the resume loads from the
+    start. Where a type differs (strings, staged as text, into a varchar column), the chunks are staged
+    and committed one by one, and the resume continues after them.
+    """
+    sql(pg_uri, f'CREATE TABLE "{pg_schema}".events (id bigint PRIMARY KEY, amount bigint, name {name_type})')
+    sql(pg_uri, f"INSERT INTO \"{pg_schema}\".events VALUES (-1, 0, 'before')")
+    make_parquet(tmp_path / "data")
+    cfg = tmp_path / "ingest.yml"
+    cfg.write_text(CONFIG.format(uri=pg_uri, schema=pg_schema, mode="append").replace("csv", "parquet"))
+    crashed = conduit(cfg, "--batch-size", "1000", fault="staged:5")  # more chunks than the resume will have
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    assert sql(pg_uri, f'SELECT id, name FROM "{pg_schema}".events') == [(-1, "before")]
+    [(stages,)] = sql(pg_uri, "SELECT count(*) FROM pg_tables WHERE schemaname = $1 AND tablename LIKE '\\_conduit\\_stage\\_%'", [pg_schema])
+    [(chunks,)] = sql(pg_uri, f'SELECT count(*) FROM "{pg_schema}"._conduit_chunks')
+    assert (stages, chunks > 0) == ((0, False) if direct else (1, True))
+    resumed = conduit(cfg, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert ("nothing was durably staged" in resumed.stderr, "resuming after" in resumed.stderr) == (direct, not direct)
+    glob = str(tmp_path / "data" / "events-*.parquet")
+    with duckdb.connect() as con:
+        want = con.execute(f"SELECT count(*), md5(string_agg(id::VARCHAR || ':' || amount || ':' || name, ',' ORDER BY id)) FROM read_parquet('{glob}')").fetchone()
+    got = sql(pg_uri, f"SELECT count(*), md5(string_agg(id::text || ':' || amount::text || ':' || name, ',' ORDER BY id)) FROM \"{pg_schema}\".events WHERE id >= 0")
+    assert got == [want]
+    assert sql(pg_uri, f'SELECT name FROM "{pg_schema}".events WHERE id < 0') == [("before",)]
+    with duckdb.connect(str(tmp_path / ".conduit" / "conduit.duckdb"), read_only=True) as con:  # no checkpoint of the rolled-back attempt survives
+        assert con.execute("SELECT sum(rows) FROM checkpoints").fetchall() == [(FILES * ROWS_PER_FILE,)]
+        assert con.execute("SELECT rows_read, rows_written FROM resource_runs").fetchall() == [(FILES * ROWS_PER_FILE, FILES * ROWS_PER_FILE)]
+
+
 def test_constraint_violation_mid_run_leaves_target_unchanged(tmp_path: Path, pg_uri: str, pg_schema: str) -> None:
     """A failing destination in a later chunk: the resource fails with the server's message."""
     sql(pg_uri, f'CREATE TABLE "{pg_schema}".events (id bigint PRIMARY KEY, amount bigint, name text)')
@@ -163,7 +196,7 @@ def test_incremental_postgres_source_three_runs(tmp_path: Path, pg_uri: str, pg_
 
 
 def test_resume_after_a_server_crash_stages_again_what_crash_recovery_emptied(tmp_path: Path) -> None:
-    """An append stages into an UNLOGGED table; crash recovery empties it while the logged ledger keeps its chunks.
+    """A merge into an existing table stages into an UNLOGGED table; crash recovery empties it while the logged ledger keeps its chunks.
 
     A resume that trusted the ledger would skip those rows and publish a load without them.
     """
@@ -172,10 +205,10 @@ def test_resume_after_a_server_crash_stages_again_what_crash_recovery_emptied(tm
     cluster = services.Cluster()  # its own server: this test crashes it
     uri = cluster.uri
     sql(uri, "CREATE SCHEMA s")
-    sql(uri, "CREATE TABLE s.events (id bigint PRIMARY KEY, amount bigint, name text)")  # append to an existing table
+    sql(uri, "CREATE TABLE s.events (id bigint PRIMARY KEY, amount bigint, name text)")  # merge into an existing table
     make_data(tmp_path / "data")
     cfg = tmp_path / "ingest.yml"
-    cfg.write_text(CONFIG.format(uri=uri, schema="s", mode="append"))
+    cfg.write_text(CONFIG.format(uri=uri, schema="s", mode="merge"))
     crashed = conduit(cfg, fault="staged:3")
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
     sql(uri, "CHECKPOINT")  # the ledger rows are on disk; the unlogged stage never is
@@ -202,7 +235,7 @@ def test_resume_stages_again_when_the_staged_rows_are_gone(tmp_path: Path, pg_ur
     sql(pg_uri, f'CREATE TABLE "{pg_schema}".events (id bigint PRIMARY KEY, amount bigint, name text)')
     make_data(tmp_path / "data")
     cfg = tmp_path / "ingest.yml"
-    cfg.write_text(CONFIG.format(uri=pg_uri, schema=pg_schema, mode="append"))
+    cfg.write_text(CONFIG.format(uri=pg_uri, schema=pg_schema, mode="merge"))  # an append into it would skip the stage
     assert conduit(cfg, fault="staged:3").returncode == -signal.SIGKILL
     [(stage,)] = sql(pg_uri, "SELECT tablename FROM pg_tables WHERE schemaname = $1 AND tablename LIKE '\\_conduit\\_stage\\_%'", [pg_schema])
     sql(pg_uri, f'{loss} "{pg_schema}"."{stage}"')
