@@ -17,7 +17,8 @@ ENTRY = "import sys; from conduit.cli import entry; sys.argv = ['conduit', *sys.
 
 
 def _entry(*args: str, before: str = "pass", **kw: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", ENTRY.format(before=before), *args], capture_output=True, text=True, timeout=120, env=BUFFERED, **kw)  # type: ignore[call-overload, no-any-return]
+    kw.setdefault("env", BUFFERED)
+    return subprocess.run([sys.executable, "-c", ENTRY.format(before=before), *args], capture_output=True, text=True, timeout=120, **kw)  # type: ignore[call-overload, no-any-return]
 
 
 def _project(tmp_path: Path) -> Path:
@@ -68,3 +69,10 @@ def test_a_profiled_run_still_reports() -> None:
     out = subprocess.run([sys.executable, "-m", "cProfile", "-s", "tottime", "-m", "conduit", "--version"], capture_output=True, text=True, timeout=120, env=BUFFERED)
     assert out.returncode == 0, out.stderr
     assert "function calls" in out.stdout
+
+
+def test_openblas_gets_one_thread_unless_the_environment_says_otherwise() -> None:
+    show = "import atexit, os; atexit.register(lambda: print('blas', os.environ.get('OPENBLAS_NUM_THREADS')))"
+    env = {k: v for k, v in BUFFERED.items() if k != "OPENBLAS_NUM_THREADS"}
+    assert _entry("--version", before=show, env=env).stdout.splitlines()[-1] == "blas 1"
+    assert _entry("--version", before=show, env={**env, "OPENBLAS_NUM_THREADS": "3"}).stdout.splitlines()[-1] == "blas 3"
