@@ -208,14 +208,42 @@ def is_bytes(t: pa.DataType) -> bool:
     return pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t)
 
 
+def is_list(t: pa.DataType) -> bool:
+    """Any list flavour: ``list``, ``large_list``, ``fixed_size_list``, the list views."""
+    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_list_view(t) or pa.types.is_large_list_view(t)
+
+
+def is_nested(t: pa.DataType) -> bool:
+    """A list, struct or map (loaded as JSON where the destination has no such type)."""
+    return is_list(t) or pa.types.is_struct(t) or pa.types.is_map(t)
+
+
+def is_json(t: pa.DataType) -> bool:
+    """The ``arrow.json`` extension type (a JSON column read back from a destination)."""
+    return isinstance(t, pa.BaseExtensionType) and t.extension_name == "arrow.json"
+
+
 def same_type(a: pa.DataType, b: pa.DataType) -> bool:
-    """Equal up to string / binary flavours (e.g. utf8 / large_utf8 / string_view) and timestamp zone names.
+    """Equal up to string / binary / list flavours (e.g. utf8 / large_utf8 / string_view), timestamp zone names and time units.
+
+    Times of any unit are one type: Polars holds every time in nanoseconds while
+    PostgreSQL and DuckDB store microseconds, and a load casts to the destination's unit
+    whether it creates the table or appends to it. Lists and structs compare their
+    items and fields the same way.
 
     >>> same_type(pa.string_view(), pa.large_string()), same_type(pa.binary(), pa.large_binary()), same_type(pa.binary(), pa.string())
     (True, True, False)
+    >>> same_type(pa.time64("ns"), pa.time64("us")), same_type(pa.list_(pa.string()), pa.large_list(pa.large_string()))
+    (True, True)
+    >>> same_type(pa.struct([("k", pa.string())]), pa.struct([("k", pa.large_string())])), same_type(pa.struct([("k", pa.string())]), pa.struct([("v", pa.string())]))
+    (True, False)
     """
-    if (is_text(a) and is_text(b)) or (is_bytes(a) and is_bytes(b)):
+    if (is_text(a) and is_text(b)) or (is_bytes(a) and is_bytes(b)) or (pa.types.is_time(a) and pa.types.is_time(b)):
         return True
+    if is_list(a) and is_list(b):
+        return same_type(a.value_type, b.value_type)
+    if pa.types.is_struct(a) and pa.types.is_struct(b):
+        return a.num_fields == b.num_fields and all(a.field(i).name == b.field(i).name and same_type(a.field(i).type, b.field(i).type) for i in range(a.num_fields))
     if pa.types.is_timestamp(a) and pa.types.is_timestamp(b):
         return a.unit == b.unit and (a.tz is None) == (b.tz is None)
     return a == b
@@ -237,9 +265,13 @@ def fits_into(src: pa.DataType, dst: pa.DataType) -> bool:
 
     >>> fits_into(pa.large_binary(), pa.binary()), fits_into(pa.int32(), pa.int64()), fits_into(pa.string(), pa.binary())
     (True, True, False)
+    >>> fits_into(pa.list_(pa.int64()), pa.json_(pa.string()))
+    True
     """
     if same_type(src, dst):
         return True
+    if is_json(dst):  # a JSON column takes nested values and text (the destination parses it)
+        return is_json(src) or is_nested(src) or is_text(src)
     if src in _INT_RANK and dst in _INT_RANK:
         return _INT_RANK[src] <= _INT_RANK[dst]
     if pa.types.is_decimal(src) and pa.types.is_decimal(dst):

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from conduit.schema import is_bytes, is_text
+from conduit.schema import is_bytes, is_nested, is_text
 
 UNCONSTRAINED_NUMERIC = pa.decimal128(38, 10)  # what a numeric without (p,s) reads as
 
@@ -39,10 +39,6 @@ class PgColumn:
     arrow: pa.DataType
 
 
-def _nested(t: pa.DataType) -> bool:
-    return pa.types.is_struct(t) or pa.types.is_map(t) or pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_list_view(t) or pa.types.is_large_list_view(t)
-
-
 def pg_column(t: pa.DataType, json: bool = False) -> PgColumn:
     """The PostgreSQL types for Arrow type ``t`` (``json``: a column declared ``json``)."""
     if isinstance(t, pa.BaseExtensionType):
@@ -53,7 +49,7 @@ def pg_column(t: pa.DataType, json: bool = False) -> PgColumn:
         return pg_column(t.storage_type, json)
     if pa.types.is_dictionary(t):
         return pg_column(t.value_type, json)
-    if json or _nested(t):
+    if json or is_nested(t):
         return PgColumn("jsonb", "text", pa.string())
     simple = _simple(t)
     if simple is not None:

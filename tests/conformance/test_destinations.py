@@ -109,6 +109,19 @@ def test_round_trip_every_type(tmp_path: Path, harness: Harness, request: pytest
             assert _normal(got[key][col]) == _normal(value), (key, col)
 
 
+def test_append_every_type_to_the_table_a_load_created(tmp_path: Path, harness: Harness, request: pytest.FixtureRequest) -> None:
+    known_gap(request, harness, "round_trip")
+    table = harness.table_name("types_twice")
+    cfg = project(tmp_path, harness, table, {"data.parquet": EVERY_TYPE}, write_mode="append")
+    run_ok(cfg)
+    run_ok(cfg)  # the table now exists: its schema is diffed against the file's
+    got = harness.read(table).to_pylist()
+    assert len(got) == 2 * EVERY_TYPE.num_rows
+    want = rows_by_id(EVERY_TYPE)
+    for row in got:
+        assert {c: _normal(v) for c, v in row.items()} == {c: _normal(v) for c, v in want[row["id"]].items()}, row["id"]
+
+
 def test_append_twice_doubles_rows(tmp_path: Path, harness: Harness) -> None:
     table = harness.table_name("append")
     data = pa.table({"id": list(range(10)), "name": [f"n{i}" for i in range(10)]})
