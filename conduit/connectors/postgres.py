@@ -47,8 +47,10 @@ FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON
 WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"""
 
 
-_TARGET = """SELECT c.relkind, EXISTS (SELECT 1 FROM {ledger}._conduit_chunks WHERE load_id = $3)
+_TARGET = """SELECT c.relkind IN ('r', 'p') AND NOT c.relhasrules AND NOT c.relrowsecurity
+  AND NOT EXISTS (SELECT 1 FROM {ledger}._conduit_chunks WHERE load_id = $3)
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2"""
+"""Whether a table takes COPY as it takes INSERT (COPY ignores rules; row-level security refuses it), with nothing staged yet."""
 
 
 def stage_name(load_id: str) -> str:
@@ -315,11 +317,11 @@ class PostgresDestination(Destination):
 
         That happens when ``load`` appends to an existing table (or partitioned table)
         whose columns have exactly the types Conduit would stage (binary COPY needs them),
-        with no schema change to apply and nothing staged by an earlier attempt. The
-        server then writes each row once, instead of staging it and copying it again
-        with ``INSERT ... SELECT`` when publishing. The rows become visible when the
-        publish commits the transaction; a failure or crash rolls it back, so a resume
-        of such a load starts from the beginning.
+        with no rule or row-level security, no schema change to apply and nothing staged
+        by an earlier attempt. The server then writes each row once, instead of staging
+        it and copying it again with ``INSERT ... SELECT`` when publishing. The rows
+        become visible when the publish commits the transaction; a failure or crash
+        rolls it back, so a resume of such a load starts from the beginning.
         """
         return 1 if self._appends_directly(load) else self.options.copy_streams
 
@@ -337,7 +339,7 @@ class PostgresDestination(Destination):
             return False
         schema, name = split_table(load.table, self.options.db_schema)
         found = self._fetch(_TARGET.format(ledger=self.ledger), [schema, name, load.load_id])
-        if not found or found[0][0] not in ("r", "p") or found[0][1]:
+        if not found or not found[0][0]:
             return False
         types = {c: t for c, t, _, _ in self._catalog(load.table) or []}
         cols = columns_for(load.schema, load.json_columns)
