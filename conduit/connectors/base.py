@@ -42,10 +42,11 @@ class Capabilities:
     write_modes
         The write modes a destination publishes atomically.
     parallel_stage
-        How many chunks the destination may stage at once. Above 1, the engine calls
-        ``stage`` from that many threads at once (the destination uses a connection per
-        thread) and ends each chunk's reader only after the previous chunk was staged,
-        so chunks commit in order.
+        How many chunks the destination may stage at once (what
+        :meth:`Destination.stage_streams` answers unless a load needs fewer). Above 1,
+        the engine calls ``stage`` from that many threads at once (the destination uses
+        a connection per thread) and ends each chunk's reader only after the previous
+        chunk was staged, so chunks commit in order.
     schema_evolution
         Whether the destination can add and widen columns (``schema_evolution: auto``).
     incremental_pushdown
