@@ -154,6 +154,23 @@ def test_append_into_an_existing_table_killed_then_resumed(tmp_path: Path, pg_ur
         assert con.execute("SELECT rows_read, rows_written FROM resource_runs").fetchall() == [(FILES * ROWS_PER_FILE, FILES * ROWS_PER_FILE)]
 
 
+def test_direct_append_killed_after_its_commit_is_recorded_once(tmp_path: Path, pg_uri: str, pg_schema: str) -> None:
+    """Killed between the publish commit and the store's record: the resume records the load, loads nothing again."""
+    sql(pg_uri, f'CREATE TABLE "{pg_schema}".events (id bigint PRIMARY KEY, amount bigint, name text)')
+    make_parquet(tmp_path / "data")
+    cfg = tmp_path / "ingest.yml"
+    cfg.write_text(CONFIG.format(uri=pg_uri, schema=pg_schema, mode="append").replace("csv", "parquet"))
+    crashed = conduit(cfg, fault="published")
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    assert sql(pg_uri, f'SELECT count(*) FROM "{pg_schema}".events') == [(FILES * ROWS_PER_FILE,)]
+    resumed = conduit(cfg, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "already published" in resumed.stderr
+    assert sql(pg_uri, f'SELECT count(*), count(DISTINCT id) FROM "{pg_schema}".events') == [(FILES * ROWS_PER_FILE, FILES * ROWS_PER_FILE)]
+    with duckdb.connect(str(tmp_path / ".conduit" / "conduit.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT status, rows_read, rows_written FROM resource_runs").fetchall() == [("success", FILES * ROWS_PER_FILE, FILES * ROWS_PER_FILE)]
+
+
 SCALARS = pa.table(
     {
         "id": pa.array([1, 2, 3], pa.int64()),
