@@ -91,7 +91,8 @@ class Context:
     reporter: Reporter
     batch_size: int | None
     full_refresh: bool
-    resumed: bool = False
+    resumed_status: dict[str, str] = field(default_factory=dict)
+    """The status of each resource in the interrupted run this run resumes (``running``: the crash's)."""
     sources: dict[str, Source] = field(default_factory=dict)
     destinations: dict[str, Destination] = field(default_factory=dict)
 
@@ -225,13 +226,13 @@ def run(
             reporter.message("nothing to resume: starting a new run")
         run_id = time.strftime("%Y%m%dT%H%M%S") + "_" + uuid.uuid4().hex[:6]
         store.start_run(run_id, config_path_s, project.config_hash, __version__)
-    ctx = Context(project, run_id, reporter, batch_size, full_refresh, resumed)
+    done = store.resource_status(run_id) if resumed else {}
+    ctx = Context(project, run_id, reporter, batch_size, full_refresh, done)
     ctx.store = store  # one Store object per run: its tables are checked once
     if previous and not resumed:
         reporter.message(f"previous run {previous} was interrupted and its config changed: discarding its staged data and starting over")
         _discard(ctx, previous, store)
     results: list[ResourceResult] = []
-    done = store.resource_status(run_id) if resumed else {}
     try:
         for res in selected:
             if done.get(res.name) in ("success", "partial_success"):
@@ -368,7 +369,7 @@ def _load(ctx: Context, res: ResourceConfig, source: Source, dest: Destination, 
         state.restore(mark)
         result.rows_written += c.rows
         rows.append((ctx.run_id, res.name, c.chunk, c.rows, name, c.rows_read_end, json.dumps(mark) if mark else None))
-    if ctx.resumed:
+    if res.name in ctx.resumed_status:
         ctx.store.set_checkpoints(ctx.run_id, res.name, rows)
     result.rows_read += sum(positions.values())
     chunk_no = len(staged)
@@ -378,7 +379,7 @@ def _load(ctx: Context, res: ResourceConfig, source: Source, dest: Destination, 
     checks.restore(dlq.load_keys(chunk_no))  # unique keys of the chunks already staged
     if staged:
         ctx.reporter.message(f"{res.name}: resuming after {chunk_no} staged chunk(s), {result.rows_written:,} rows already staged")
-    elif ctx.resumed and lost is None:
+    elif ctx.resumed_status.get(res.name) == "running" and lost is None:  # the crash's resource, with nothing that lasted
         ctx.reporter.message(f"{res.name}: nothing was durably staged before the interruption; loading from the start")
     try:
         published = stream(ctx, res, source, dest, task, load, result, state, checks, dlq, positions, chunk_no)

@@ -143,3 +143,18 @@ def test_kill_at_a_random_moment(tmp_path: Path, clean: tuple[int, int, int]) ->
     resumed = conduit(cfg, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert fingerprint(tmp_path / "w.duckdb") == clean
+
+
+def test_resume_speaks_only_of_resources_the_crash_interrupted(tmp_path: Path) -> None:
+    """A resource that had not started before the crash is simply loaded: no resume message about it."""
+    make_data(tmp_path / "data")
+    cfg = tmp_path / "ingest.yml"
+    two = CONFIG.format(db="w.duckdb", mode="append")
+    two += two.splitlines()[-1].replace("name: events,", "name: later,") + "\n"
+    cfg.write_text(two)
+    assert conduit(cfg, fault="staged:2").returncode == -signal.SIGKILL
+    resumed = conduit(cfg, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "events: resuming after" in resumed.stderr
+    assert "later:" in resumed.stderr and "later: nothing was durably staged" not in resumed.stderr
+    assert store_rows(tmp_path, "SELECT resource, status FROM resource_runs ORDER BY resource") == [("events", "partial_success"), ("later", "partial_success")]
