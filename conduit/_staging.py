@@ -50,7 +50,7 @@ def stream(ctx: Context, res: ResourceConfig, source: Source, dest: Destination,
             if transform is None:
                 transform = make_transform(ctx, res, dest, part, load, checks, state)
                 workers = max(1, dest.stage_streams(load))
-                batch_size = _batch_rows(ctx, load, max(workers, dest.capabilities.parallel_stage))
+                batch_size = _batch_rows(ctx, load, max(1, dest.capabilities.parallel_stage))  # split as for every stream, even where this load uses fewer
                 if workers > 1:
                     stager = ParallelStager(lambda cursor, reader: dest.stage(load, cursor, reader), transform.schema, workers)
             transform.row_filter = state.row_filter(part.name)

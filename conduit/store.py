@@ -195,7 +195,7 @@ class Store:
         with self.connect() as con:
             con.execute("DELETE FROM checkpoints WHERE run_id = ? AND resource = ?", [run_id, resource])
             if rows:
-                con.executemany("INSERT INTO checkpoints VALUES (?, ?, ?, ?, now(), ?, ?, ?)", [list(r) for r in rows])
+                self.checkpoint_many(rows)  # on this connection (nested use shares it)
 
     def checkpoints(self, run_id: str, resource: str) -> list[tuple[int, int, str, int, str | None]]:
         """(chunk, rows, part, rows_read_end, mark) of a run's resource, in chunk order."""
