@@ -47,6 +47,14 @@ FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON
 WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"""
 
 
+_RECORD = "INSERT INTO {ledger}._conduit_loads (load_id, run_id, resource, table_name, write_mode, rows) VALUES ({marks})"
+"""A published load's ledger row; ``marks`` are the driver's placeholders (ADBC ``$1``, psycopg ``%s``)."""
+
+
+def _record_values(load: Load, rows: int) -> list[Any]:
+    return [load.load_id, load.run_id, load.resource, load.table, load.write_mode, rows]
+
+
 _TARGET = """SELECT c.relkind IN ('r', 'p') AND NOT c.relhasrules AND NOT c.relrowsecurity
   AND NOT EXISTS (SELECT 1 FROM {ledger}._conduit_chunks WHERE load_id = $3)
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2"""
@@ -227,7 +235,8 @@ class PostgresDestination(Destination):
                     counts.append(cur.rowcount)
             conn.commit()
         except Exception as exc:  # noqa: BLE001 - server errors become DestinationError
-            conn.rollback()
+            with contextlib.suppress(Exception):  # a dropped connection cannot roll back; the first error matters
+                conn.rollback()
             raise error(exc, what) from None
         return counts
 
@@ -440,9 +449,8 @@ class PostgresDestination(Destination):
         def rows_of(counts: list[int]) -> int:
             return counts[counted] if counted is not None and counts[counted] >= 0 else staged_rows
 
-        record = f"INSERT INTO {self.ledger}._conduit_loads (load_id, run_id, resource, table_name, write_mode, rows) VALUES ($1, $2, $3, $4, $5, $6)"
         statements += [
-            (record, lambda counts: [load.load_id, load.run_id, load.resource, load.table, load.write_mode, rows_of(counts)]),
+            (_RECORD.format(ledger=self.ledger, marks="$1, $2, $3, $4, $5, $6"), lambda counts: _record_values(load, rows_of(counts))),
             (f"DELETE FROM {self.ledger}._conduit_chunks WHERE load_id = $1", [load.load_id]),
         ]
         counts = self._run(statements, f"{load.resource}: publishing into {load.table} failed")
@@ -455,19 +463,11 @@ class PostgresDestination(Destination):
         """Commit the rows COPYed straight into the target, with the load's record."""
         rows = self._appended.pop(load.load_id, 0)
         db_schema, name = self._stage_ref(load)
-        conn = self._appender()
-        try:
-            with conn.cursor() as cur:
-                cur.execute(f"DROP TABLE IF EXISTS {quote(db_schema)}.{quote(name)}")  # an earlier attempt's empty stage
-                cur.execute(
-                    f"INSERT INTO {self.ledger}._conduit_loads (load_id, run_id, resource, table_name, write_mode, rows) VALUES (%s, %s, %s, %s, %s, %s)",
-                    [load.load_id, load.run_id, load.resource, load.table, load.write_mode, rows],
-                )
-            conn.commit()
-        except Exception as exc:  # noqa: BLE001 - server errors become DestinationError
-            with contextlib.suppress(Exception):
-                conn.rollback()
-            raise error(exc, f"{load.resource}: publishing into {load.table} failed") from None
+        statements: list[tuple[str, Any]] = [
+            (f"DROP TABLE IF EXISTS {quote(db_schema)}.{quote(name)}", None),  # an earlier attempt's empty stage
+            (_RECORD.format(ledger=self.ledger, marks=", ".join(["%s"] * 6)), _record_values(load, rows)),
+        ]
+        self._run(statements, f"{load.resource}: publishing into {load.table} failed", conn=self._appender())
         self._direct.pop(load.load_id, None)
         return rows
 
