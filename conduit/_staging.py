@@ -54,6 +54,10 @@ def stream(ctx: Context, res: ResourceConfig, source: Source, dest: Destination,
                 if workers > 1:
                     stager = ParallelStager(lambda cursor, reader: dest.stage(load, cursor, reader), transform.schema, workers)
             transform.row_filter = state.row_filter(part.name)
+            if stager is None and _read_by_destination(part, transform, dest, state, positions.get(part.name, 0)):
+                _stage_file(ctx, res, dest, load, part, StagedChunk(chunk_no, part.name, 0, 0), result, checks)
+                chunk_no += 1
+                continue
             steps = stream_part(part, part_index, transform, batch_size, positions.get(part.name, 0))
             if stager is None or not is_direct(part, transform):  # cheap untransformed batches go straight to the stager's queues
                 steps = prefetch(steps)
@@ -112,6 +116,35 @@ def _batch_rows(ctx: Context, load: Load, workers: int) -> int:
     if "batch_size" in load.options.model_fields_set:
         return load.options.batch_size
     return max(1, load.options.batch_size // workers)
+
+
+def _read_by_destination(part: Any, transform: Any, dest: Destination, state: Any, skip: int) -> bool:
+    """Whether the destination reads ``part``'s file itself: a whole local file whose rows pass untransformed.
+
+    Nothing may be staged from the part yet (the file is one chunk) and no incremental
+    column may be tracked (its high-water mark is taken from the batches).
+    """
+    from conduit._pipeline import is_direct
+
+    return part.local is not None and not skip and state.column is None and is_direct(part, transform) and dest.reads(part.local, transform.schema)
+
+
+def _stage_file(ctx: Context, res: ResourceConfig, dest: Destination, load: Load, part: Any, cursor: StagedChunk, result: ResourceResult, checks: Any) -> None:
+    """Stage a whole file as one chunk, read by the destination; progress from its fraction done."""
+    _faults.point("read")
+    total, shown = part.local.rows, 0
+
+    def progress(fraction: float) -> None:
+        nonlocal shown
+        rows = int(fraction * total) - shown if total else 0
+        if rows > 0:
+            ctx.reporter.advance(res.name, rows)
+            shown += rows
+
+    rows = dest.stage_file(load, cursor, part.local, progress)
+    result.rows_read += rows
+    ctx.reporter.advance(res.name, max(rows - shown, 0))
+    _staged(ctx, res, cursor, rows, result, checks)
 
 
 def _stage_one(ctx: Context, res: ResourceConfig, dest: Destination, load: Load, steps: Iterator[Any], schema: Any, cursor: StagedChunk, result: ResourceResult, dlq: Any, state: Any, checks: Any) -> None:

@@ -38,6 +38,7 @@ class RowGroups(Seekable):
             file = pq.ParquetFile(fh)
             self.schema = file.schema_arrow
             self.rows = [file.metadata.row_group(i).num_rows for i in range(file.num_row_groups)]
+        self.num_rows = sum(self.rows)
 
     def _open(self) -> Any:
         """A local file through Arrow's own reader (no Python in the read path), else fsspec."""

@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from pydantic import BaseModel
 
@@ -89,10 +89,19 @@ class Seekable(ABC):
     """
 
     schema: pa.Schema
+    num_rows: int | None = None  # the stream's rows, when known up front (Parquet metadata)
 
     @abstractmethod
     def batches(self, skip: int, batch_size: int) -> tuple[int, Iterator[pa.RecordBatch]]:
         """(rows before the first batch, at most ``skip``; batches of at most ``batch_size`` rows)."""
+
+
+class LocalFile(NamedTuple):
+    """A part that is one whole file on this machine: what a destination needs to read it itself."""
+
+    format: str  # the source type: parquet, csv, ...
+    path: str
+    rows: int | None = None  # when the file's metadata tells
 
 
 @dataclass
@@ -106,6 +115,8 @@ class Part:
     ``after`` in place of collecting ``frame`` (which then serves the schema and the
     type-inference sample). ``fallback(after, batch_size)``, when set, is how to go on
     reading after a read error: the same batches, malformed rows marked rather than raised.
+    ``local``, for a whole local file, lets a destination that reads its format itself
+    (:meth:`Destination.reads`) stage it without the batches passing through Python.
     """
 
     name: str
@@ -114,6 +125,7 @@ class Part:
     bytes: int = 0
     read: Callable[[int, int], Iterator[pl.DataFrame]] | None = None
     fallback: Callable[[int, int], Iterator[pl.DataFrame]] | None = None
+    local: LocalFile | None = None
 
 
 @dataclass
@@ -219,6 +231,22 @@ class Destination(ABC):
     @abstractmethod
     def stage(self, load: Load, chunk: StagedChunk, batches: pa.RecordBatchReader) -> int:
         """Stage one chunk atomically (data + ledger row); return the rows staged."""
+
+    def reads(self, file: LocalFile, schema: pa.Schema) -> bool:
+        """Whether :meth:`stage_file` reads ``file`` into exactly the rows and types ``schema`` says.
+
+        The engine asks only for a part whose batches would pass untransformed (no cast,
+        check, filter or added column) and that nothing was staged from yet.
+        """
+        return False
+
+    def stage_file(self, load: Load, chunk: StagedChunk, file: LocalFile, progress: Callable[[float], None]) -> int:
+        """Stage a whole file (read by the destination itself) as one chunk, atomically; return its rows.
+
+        Sets ``chunk.rows_read_end`` to those rows before the ledger row is written, and
+        may call ``progress`` with the fraction done (from another thread) while it runs.
+        """
+        raise NotImplementedError
 
     @abstractmethod
     def is_published(self, load: Load) -> bool:

@@ -40,7 +40,9 @@ from conduit.connectors.base import (
     ROW_NUMBER,
     Connector,
     Incremental,
+    LocalFile,
     Part,
+    Seekable,
     Source,
     Task,
 )
@@ -149,7 +151,9 @@ class FileSource(Source):
                 raise SourceError(msg)
             if task.incremental is not None and task.incremental.value is not None and self.nothing_newer(url, task.incremental):
                 continue
-            yield Part(name=url, frame=self.scan(url), text_columns=self.format == "csv", bytes=size)
+            frame = self.scan(url)
+            local = None if is_url(url) else LocalFile(self.format, url, frame.num_rows if isinstance(frame, Seekable) else None)
+            yield Part(name=url, frame=frame, text_columns=self.format == "csv", bytes=size, local=local)
 
     def estimate_rows(self, task: Task) -> int | None:
         """Row estimate from Parquet metadata (exact) or file size (rough)."""

@@ -70,11 +70,14 @@ def test_aligned_keeps_rows_and_order() -> None:
 
 
 def test_duckdb_load_of_unaligned_batches_has_only_full_row_groups(tmp_path: Path) -> None:
-    """Batches of 250,000 rows reach DuckDB as whole row groups: no partial group left to rewrite."""
+    """Batches of 250,000 rows reach DuckDB as whole row groups: no partial group left to rewrite.
+
+    The declared bigint casts the file's int32 ids, so the batches pass through Arrow (DuckDB does not read the file itself).
+    """
     rows = 1_000_000
-    pl.DataFrame({"id": range(rows), "s": ["x"] * rows}).write_parquet(tmp_path / "t.parquet")
+    pl.DataFrame({"id": pl.Series(range(rows), dtype=pl.Int32), "s": ["x"] * rows}).write_parquet(tmp_path / "t.parquet")
     name = f"t_{uuid.uuid4().hex[:8]}"
-    resource = f"{{name: {name}, source: f, destination: d, path: t.parquet, batch_size: 250000}}"
+    resource = f"{{name: {name}, source: f, destination: d, path: t.parquet, batch_size: 250000, columns: {{id: bigint}}}}"
     (tmp_path / "ingest.yml").write_text(f"sources: [{{name: f, type: parquet, path: .}}]\ndestinations: [{{name: d, type: duckdb, path: w.duckdb}}]\nresources: [{resource}]\n")
     assert conduit.run(tmp_path / "ingest.yml").status == "success"
     with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
