@@ -68,6 +68,9 @@ def _batch(n: int = 300, seed: int = 7) -> pa.RecordBatch:
         "dec_20_0": pa.array(_decimals(rng, 20, 0, n), pa.decimal128(20, 0)),
         "s": pa.array(nulls([rng.choice(["", "a", "héllo wörld", "日本語", "tab\there", "quote'\"", "x" * 300]) for _ in range(n)]), pa.string()),
         "ls": pa.array([str(rng.random()) for _ in range(n)], pa.large_string()),
+        # no NULLs, one byte length in the first two slices (encoded as fixed-width fields), then a longer value
+        "code": pa.array([rng.choice(["AB", "é", "Zz"]) if i < 150 else "long" for i in range(n)], pa.string()),
+        "flag": pa.array([rng.choice([b"Y", b"N"]) for _ in range(n)], pa.binary()),
         "sv": pa.array(nulls([rng.choice(["short", "a much longer string than twelve bytes"]) for _ in range(n)]), pa.string_view()),
         "bin": pa.array(nulls([rng.randbytes(rng.randint(0, 40)) for _ in range(n)]), pa.binary()),
         "u": pa.array(nulls([uuid.UUID(int=rng.getrandbits(128)).bytes for _ in range(n)]), pa.uuid()),
