@@ -219,16 +219,16 @@ def is_direct(part: Part, transform: Transform) -> bool:
 
 def _direct(part: Part, schema: pa.Schema, batch_size: int, skip: int) -> Iterator[Step]:
     """Steps of an Arrow part that needs no transform: its batches, conformed to ``schema``."""
-    for before, rb in _arrow_batches(part, batch_size, skip):
+    for before, rb in _arrow_batches(part, batch_size, skip, schema):
         yield Step(_conform(pa.Table.from_batches([rb]), schema).combine_chunks().to_batches()[0], [], rb.num_rows, before + rb.num_rows)
 
 
-def _arrow_batches(part: Part, batch_size: int, skip: int) -> Iterator[tuple[int, pa.RecordBatch]]:
+def _arrow_batches(part: Part, batch_size: int, skip: int, want: pa.Schema | None = None) -> Iterator[tuple[int, pa.RecordBatch]]:
     """(rows before it, batch) for the non-empty batches of an Arrow part after its first ``skip`` rows.
 
-    A :class:`Seekable` part starts near ``skip``; any other is read from its start.
+    A :class:`Seekable` part starts near ``skip`` (and lays strings out as ``want`` does, where it can); any other is read from its start.
     """
-    before, batches = part.frame.batches(skip, batch_size) if isinstance(part.frame, Seekable) else (0, iter(part.frame))  # type: ignore[arg-type]
+    before, batches = part.frame.batches(skip, batch_size, want) if isinstance(part.frame, Seekable) else (0, iter(part.frame))  # type: ignore[arg-type]
     for rb in batches:
         cut = min(max(skip - before, 0), rb.num_rows)  # rows of this batch already staged
         if cut:

@@ -92,8 +92,12 @@ class Seekable(ABC):
     num_rows: int | None = None  # the stream's rows, when known up front (Parquet metadata)
 
     @abstractmethod
-    def batches(self, skip: int, batch_size: int) -> tuple[int, Iterator[pa.RecordBatch]]:
-        """(rows before the first batch, at most ``skip``; batches of at most ``batch_size`` rows)."""
+    def batches(self, skip: int, batch_size: int, want: pa.Schema | None = None) -> tuple[int, Iterator[pa.RecordBatch]]:
+        """(rows before the first batch, at most ``skip``; batches of at most ``batch_size`` rows).
+
+        ``want``, when given, is the schema the batches are cast to next: a stream that
+        can produce its string layout directly (rather than views) may do so.
+        """
 
 
 class LocalFile(NamedTuple):
