@@ -31,3 +31,28 @@ def test_a_failed_write_raises_on_flush(tmp_path: Path, monkeypatch: pytest.Monk
     writer.add("r1", "people", 0, 10, "a.csv", 10, None)
     with pytest.raises(OSError, match="disk full"):
         writer.flush()
+
+
+def test_checkpoints_queued_together_are_written_together_and_flush_does_not_wait(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows added within the interval share one write; flush writes them at once instead of waiting it out."""
+    import time
+
+    store = Store(tmp_path / "conduit.duckdb")
+    store.start_run("r1", "ingest.yml", "abc", "0")
+    writes: list[int] = []
+    real = store.checkpoint_many
+
+    def counted(rows: list[tuple]) -> None:
+        writes.append(len(rows))
+        real(rows)
+
+    monkeypatch.setattr(store, "checkpoint_many", counted)
+    writer = store.checkpointer(every_s=60)
+    for chunk in range(20):
+        writer.add("r1", "people", chunk, 10, "a.csv", 10 * (chunk + 1), None)
+        time.sleep(0.01)
+    started = time.monotonic()
+    writer.flush()
+    assert time.monotonic() - started < 10
+    assert sum(writes) == 20 and len(writes) <= 2  # the first row at once, the rest together
+    assert [c for c, *_ in store.checkpoints("r1", "people")] == list(range(20))
