@@ -1,6 +1,10 @@
 """Quality checks overhead: lineitem Parquet -> DuckDB with 6 checks vs the same load without.
 
-Target: the checked load takes at most 1.15x the unchecked one.
+Target: the checked load takes at most 1.15x the unchecked one. Since DuckDB reads a
+local Parquet file itself when nothing is checked or cast, the unchecked load no longer
+passes through Arrow batches while the checked one must, so the ratio holds both the
+checks and the Arrow path's own cost (1.12x before that change, 1.28x after on a slower
+machine).
 """
 
 from __future__ import annotations

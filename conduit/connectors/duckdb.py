@@ -4,7 +4,8 @@ The destination stages each chunk into ``_conduit_stage_<load>`` in the target's
 schema, in one transaction with its row in ``_conduit_chunks``; publish is one
 transaction that renames, inserts or merges the staged rows into the target and
 records the load id in ``_conduit_loads``. Arrow goes in through DuckDB's Arrow scan:
-no Python row loops.
+no Python row loops. A local Parquet file whose rows need no transform is read by DuckDB
+itself (:meth:`DuckDBDestination.stage_file`), as one chunk.
 """
 
 from __future__ import annotations
