@@ -189,3 +189,16 @@ def test_progress_of_a_running_statement_is_polled() -> None:
                 con.execute("SELECT count(*) FROM range(200_000_000) a(i) WHERE i % 7 = 3").fetchall()
     assert seen
     assert all(0 <= f <= 1 for f in seen)
+
+
+def test_a_file_name_with_glob_characters_is_read_as_that_file(tmp_path: Path) -> None:
+    """DuckDB's read_parquet takes its path as a pattern: 'a[1].parquet' would read 'a1.parquet'."""
+    data = tmp_path / "data"
+    data.mkdir()
+    pq.write_table(pa.table({"id": pa.array([1], pa.int64())}), data / "a[1].parquet")
+    pq.write_table(pa.table({"id": pa.array([2, 3], pa.int64())}), data / "a1.parquet")
+    cfg = tmp_path / "ingest.yml"
+    cfg.write_text("sources: [{name: files, type: parquet, path: data/}]\ndestinations: [{name: local, type: duckdb, path: w.duckdb}]\nresources: [{name: things, source: files, destination: local, path: '*.parquet'}]\n")
+    assert conduit.run(cfg).status == "success"
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT id FROM main.things ORDER BY id").fetchall() == [(1,), (2,), (3,)]
