@@ -312,9 +312,14 @@ class DuckDBDestination(Destination):
 
 
 def _reads_alike(t: pa.DataType) -> bool:
-    """Arrow types whose Parquet columns DuckDB reads as the same values (no dictionary, float16, map, ...)."""
+    """Arrow types whose Parquet columns DuckDB reads as the same values (no dictionary, float16, map, ...).
+
+    Nanosecond timestamps are left to Arrow: DuckDB reads a legacy INT96 one to microseconds.
+    """
     import pyarrow as pa
 
+    if pa.types.is_timestamp(t) and t.unit == "ns":
+        return False
     if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_list_view(t):
         return _reads_alike(t.value_type)
     if pa.types.is_struct(t):

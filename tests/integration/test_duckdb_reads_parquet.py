@@ -202,3 +202,16 @@ def test_a_file_name_with_glob_characters_is_read_as_that_file(tmp_path: Path) -
     assert conduit.run(cfg).status == "success"
     with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
         assert con.execute("SELECT id FROM main.things ORDER BY id").fetchall() == [(1,), (2,), (3,)]
+
+
+def test_nanosecond_timestamps_keep_their_nanoseconds(tmp_path: Path) -> None:
+    """DuckDB reads a legacy INT96 timestamp to microseconds; the Arrow path keeps every nanosecond."""
+    data = tmp_path / "data"
+    data.mkdir()
+    ns = [1_600_000_000_123_456_789, None, -1]
+    pq.write_table(pa.table({"id": pa.array([1, 2, 3], pa.int64()), "ts": pa.array(ns, pa.timestamp("ns"))}), data / "t.parquet", use_deprecated_int96_timestamps=True)
+    cfg = tmp_path / "ingest.yml"
+    cfg.write_text("sources: [{name: files, type: parquet, path: data/}]\ndestinations: [{name: local, type: duckdb, path: w.duckdb}]\nresources: [{name: things, source: files, destination: local, path: t.parquet}]\n")
+    assert conduit.run(cfg).status == "success"
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT epoch_ns(ts) FROM main.things ORDER BY id").fetchall() == [(n,) for n in ns]
