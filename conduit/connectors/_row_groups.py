@@ -78,7 +78,7 @@ class RowGroups(Seekable):
             metadata = rebuild(pa.py_buffer(serialized.replace(_HINT, b"ARROW:schemx")))  # same length: the Thrift framing holds
             with self._open() as fh:
                 plain = pq.ParquetFile(fh, metadata=metadata, binary_type=pa.large_binary()).schema_arrow
-        except (ValueError, TypeError, OSError, pa.ArrowException):
+        except (ValueError, TypeError, AttributeError, OSError, pa.ArrowException):  # pickling's layout is pyarrow's own: on any surprise, read as stored
             return None
         expected = pa.schema([f.with_type(pa.large_string() if pa.types.is_string_view(f.type) else pa.large_binary()) if f.name in views else f for f in self.schema])
         return metadata if plain.equals(expected) else None
