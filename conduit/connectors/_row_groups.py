@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from conduit.connectors._storage import is_url
 from conduit.connectors.base import Seekable
+from conduit.schema import without_views
 
 
 class RowGroups(Seekable):
@@ -37,6 +38,7 @@ class RowGroups(Seekable):
         with self._open() as fh:
             file = pq.ParquetFile(fh)
             self.schema = file.schema_arrow
+            self.metadata = file.metadata
             self.rows = [file.metadata.row_group(i).num_rows for i in range(file.num_row_groups)]
         self.num_rows = sum(self.rows)
 
@@ -66,12 +68,11 @@ class RowGroups(Seekable):
         instructions per TPC-H lineitem row, 20% of reading it. Used only when the
         file reads as the same schema but for the string layout; else None.
         """
-        views = {f.name for f in self.schema if pa.types.is_string_view(f.type) or pa.types.is_binary_view(f.type)}
-        if want is None or not views or any(f.name in views and (pa.types.is_string_view(f.type) or pa.types.is_binary_view(f.type)) for f in want):
+        expected = pa.schema([f.with_type(without_views(f.type)) for f in self.schema])
+        if want is None or expected.equals(self.schema) or any(f.type != without_views(f.type) for f in want):
             return None
         try:
-            with self._open() as fh:
-                rebuild, (raw,) = pq.ParquetFile(fh).metadata.__reduce__()
+            rebuild, (raw,) = self.metadata.__reduce__()
             serialized = raw.to_pybytes()
             if serialized.count(_HINT) != 1:
                 return None
@@ -80,7 +81,6 @@ class RowGroups(Seekable):
                 plain = pq.ParquetFile(fh, metadata=metadata, binary_type=pa.large_binary()).schema_arrow
         except (ValueError, TypeError, AttributeError, OSError, pa.ArrowException):  # pickling's layout is pyarrow's own: on any surprise, read as stored
             return None
-        expected = pa.schema([f.with_type(pa.large_string() if pa.types.is_string_view(f.type) else pa.large_binary()) if f.name in views else f for f in self.schema])
         return metadata if plain.equals(expected) else None
 
 
