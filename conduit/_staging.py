@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from conduit import _faults
-from conduit.connectors.base import Destination, Load, Source, StagedChunk, Task
+from conduit.connectors.base import Destination, Load, Seekable, Source, StagedChunk, Task
 from conduit.errors import ConduitError, QualityCheckFailed, SourceError
 
 if TYPE_CHECKING:
@@ -132,7 +132,7 @@ def _read_by_destination(part: Any, transform: Any, dest: Destination, state: An
 def _stage_file(ctx: Context, res: ResourceConfig, dest: Destination, load: Load, part: Any, cursor: StagedChunk, result: ResourceResult, checks: Any) -> None:
     """Stage a whole file as one chunk, read by the destination; progress from its fraction done."""
     _faults.point("read")
-    total, shown = part.local.rows, 0
+    total, shown = part.frame.num_rows if isinstance(part.frame, Seekable) else None, 0
 
     def progress(fraction: float) -> None:
         nonlocal shown

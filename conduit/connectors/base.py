@@ -105,7 +105,6 @@ class LocalFile(NamedTuple):
 
     format: str  # the source type: parquet, csv, ...
     path: str
-    rows: int | None = None  # when the file's metadata tells
 
 
 @dataclass

@@ -42,7 +42,6 @@ from conduit.connectors.base import (
     Incremental,
     LocalFile,
     Part,
-    Seekable,
     Source,
     Task,
 )
@@ -152,7 +151,7 @@ class FileSource(Source):
             if task.incremental is not None and task.incremental.value is not None and self.nothing_newer(url, task.incremental):
                 continue
             frame = self.scan(url)
-            local = None if is_url(url) else LocalFile(self.format, url, frame.num_rows if isinstance(frame, Seekable) else None)
+            local = None if is_url(url) else LocalFile(self.format, url)
             yield Part(name=url, frame=frame, text_columns=self.format == "csv", bytes=size, local=local)
 
     def estimate_rows(self, task: Task) -> int | None:
