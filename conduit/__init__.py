@@ -6,25 +6,31 @@ printing; :func:`load_project` reads and validates an ingest.yml.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from conduit._version import __version__
+
 __all__ = ["ConduitError", "RunResult", "__version__", "load_project", "run"]
 
 if TYPE_CHECKING:
-    from conduit.config import load_project
-    from conduit.engine import RunResult, run
     from conduit.errors import ConduitError
+    from conduit.project import load_project
+    from conduit.results import RunResult
+    from conduit.runner import run
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     """Import lazily, so ``import conduit`` (and ``conduit --help``) stays fast."""
-    if name in ("run", "RunResult"):
-        from conduit import engine
+    if name == "run":
+        from conduit.runner import run
 
-        return getattr(engine, name)
+        return run
+    if name == "RunResult":
+        from conduit.results import RunResult
+
+        return RunResult
     if name == "load_project":
-        from conduit.config import load_project
+        from conduit.project import load_project
 
         return load_project
     if name == "ConduitError":

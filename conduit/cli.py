@@ -11,11 +11,15 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
-from conduit import __version__
+from conduit import _runtime
+from conduit._version import __version__
+
+if TYPE_CHECKING:
+    from conduit.store import Store
 
 DEFAULT_CONFIG = "ingest.yml"
 _config_arg = click.argument("config", default=DEFAULT_CONFIG, required=False, type=click.Path(path_type=Path))
@@ -42,14 +46,14 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Format of progress lines without a terminal.")
 def run(config: Path, resources: tuple[str, ...], resume: bool, full_refresh: bool, dry_run: bool, batch_size: int | None, progress: bool | None, log_format: str) -> None:
     """Load every resource of CONFIG (default ./ingest.yml)."""
-    from conduit import engine
-    from conduit.config import load_project
+    from conduit import runner
     from conduit.progress import LineReporter, Reporter, RichReporter
+    from conduit.project import load_project
 
     if dry_run:
         project = load_project(config)
-        selected = engine.select(project, list(resources) or None)
-        engine.plan(project, selected)
+        selected = runner.select(project, list(resources) or None)
+        runner.plan(project, selected)
         for res in selected:
             opts = project.table_options(res)
             dest = project.destination(res.destination)
@@ -64,7 +68,7 @@ def run(config: Path, resources: tuple[str, ...], resume: bool, full_refresh: bo
         reporter = RichReporter()
     else:
         reporter = LineReporter(fmt=log_format)
-    result = engine.run(config, list(resources) or None, resume=resume, full_refresh=full_refresh, batch_size=batch_size, reporter=reporter)
+    result = runner.run(config, list(resources) or None, resume=resume, full_refresh=full_refresh, batch_size=batch_size, reporter=reporter)
     click.echo(f"run {result.run_id}: {result.status}" + (" (resumed)" if result.resumed else ""), err=True)
     sys.exit(result.exit_code)
 
@@ -73,12 +77,14 @@ def run(config: Path, resources: tuple[str, ...], resume: bool, full_refresh: bo
 @_config_arg
 def validate(config: Path) -> None:
     """Check CONFIG: keys, types, references, and that every connection really works."""
-    from conduit import engine
-    from conduit.config import load_project
+    from conduit import runner
+    from conduit.progress import Reporter
+    from conduit.project import load_project
+    from conduit.store import Store
 
     project = load_project(config)
-    engine.plan(project, project.config.resources)
-    ctx = engine.Context(project, "validate", engine.Reporter(), None, False)
+    runner.plan(project, project.config.resources)
+    ctx = runner.Context(project, "validate", Reporter(), None, False, Store(project.state_path))
     try:
         for src in project.config.sources:
             ctx.source(src.name).check()
@@ -204,14 +210,14 @@ def connectors() -> None:
             click.echo(f"{name:<12} {origin:<9} unavailable: {exc}")
 
 
-def _store(config: Path) -> Any:
-    from conduit.config import load_project
+def _store(config: Path) -> Store:
+    from conduit.project import load_project
     from conduit.store import Store
 
     return Store(load_project(config).state_path)
 
 
-def _render(columns: list[str], rows: list[tuple[Any, ...]], fmt: str) -> None:
+def _render(columns: list[str], rows: list[tuple[object, ...]], fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str, indent=2))
     elif fmt == "csv":
@@ -236,13 +242,7 @@ def main(argv: list[str] | None = None) -> None:
     from conduit.errors import ConduitError
 
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
-    # Bounded memory: Polars' readers otherwise run far ahead of a slower consumer. Its CSV
-    # reader prefetches many 32 MiB chunks (2 chunks of 8 MiB: -55 and -117 MiB of peak RSS
-    # on TPC-H SF1 CSV -> DuckDB), its Parquet reader many row groups (2: -78 MiB on
-    # SF1 Parquet -> DuckDB). Users may override.
-    os.environ.setdefault("POLARS_CSV_CHUNK_PREFETCH_LIMIT", "2")
-    os.environ.setdefault("POLARS_CSV_CHUNK_SIZE", str(8 << 20))
-    os.environ.setdefault("POLARS_ROW_GROUP_PREFETCH_SIZE", "2")
+    _runtime.tune_process()  # environment defaults (bounded Polars read-ahead), as conduit.run() does
     try:
         cli.main(args=argv, standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -273,17 +273,15 @@ def entry() -> NoReturn:
     """The console script and ``python -m conduit``: :func:`main`, then a quick exit.
 
     The interpreter's own teardown frees every module and the Arrow, Polars and DuckDB
-    memory piece by piece: about 0.25 s after an SF1 load, a twentieth of the whole
-    run, for nothing. Once the command returns, this waits for other threads, runs the
+    memory piece by piece, which takes a noticeable part of a short run, for nothing. Once the command returns, this waits for other threads, runs the
     exit handlers, flushes the output and leaves with ``os._exit``. An exception other
     than ``SystemExit`` takes the normal way out, with its traceback, and so does a run
     under a profiler or tracer (``python -m cProfile``, coverage), which reports at exit.
 
-    Nothing in Conduit does linear algebra, so NumPy's OpenBLAS gets one thread (unless
-    the environment says otherwise): its idle pool spins for a while after start-up,
-    about 0.08 CPU-seconds per run taken from the other core.
+    The process is tuned first (:func:`conduit._runtime.tune_process`, as
+    :func:`conduit.run` does), before NumPy can be imported.
     """
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    _runtime.tune_process()
     try:
         main()
         code: object = 0

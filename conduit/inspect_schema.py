@@ -7,24 +7,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conduit import engine
-from conduit.config import load_project
+from conduit import quality
 from conduit.connectors.base import Load, Task
-from conduit.incremental import State
+from conduit.progress import Reporter
+from conduit.project import load_project
+from conduit.runner import Context, select
+from conduit.store import Store
+from conduit.transform import make_transform
 
 
-def _transform(config: Path, resource: str) -> tuple[engine.Context, Load]:
+def _transform(config: Path, resource: str) -> tuple[Context, Load]:
     project = load_project(config)
-    (res,) = engine.select(project, [resource])
-    ctx = engine.Context(project, "inspect", engine.Reporter(), None, False)
+    (res,) = select(project, [resource])
+    ctx = Context(project, "inspect", Reporter(), None, False, Store(project.state_path))
     source, dest = ctx.source(res.source), ctx.destination(res.destination)
     opts = project.table_options(res).model_copy(update={"schema_evolution": "warn"})
     load = Load("inspect", "inspect", res.name, opts.table or dest.default_table(res.name), opts)
     part = next(iter(source.parts(Task(res, project.dir))))
-    from conduit import quality
-    from conduit._staging import make_transform
-
-    make_transform(ctx, res, dest, part, load, quality.Checks(res), State(res.name, None))
+    make_transform(res, source, dest, part, load, quality.Checks(res).evaluator(), ctx.reporter.message)
     return ctx, load
 
 
@@ -49,5 +49,5 @@ def compare(config: Path, resource: str) -> list[str]:
     return [c.describe() for c in sch.diff(load.schema, existing)]
 
 
-def _dest_of(ctx: engine.Context, resource: str) -> str:
+def _dest_of(ctx: Context, resource: str) -> str:
     return next(r.destination for r in ctx.project.config.resources if r.name == resource)

@@ -42,8 +42,9 @@ import polars as pl
 from conduit.errors import ConfigError, QualityCheckFailed
 
 if TYPE_CHECKING:
-    from conduit._pipeline import Bad
-    from conduit.config import Project, QualityCheck, ResourceConfig
+    from conduit.config import QualityCheck, ResourceConfig
+    from conduit.project import Project
+    from conduit.transform import Bad
 
 BUILTIN_CHECKS = ("not_null", "unique", "regex", "range", "enum", "expression")
 ROW_NUMBER = "_conduit_row_number"
@@ -281,7 +282,7 @@ class Checks:
         return self._bound
 
     def _evaluate(self, df: pl.DataFrame) -> tuple[pl.DataFrame, list[Bad], dict[str, int]]:
-        from conduit._pipeline import Bad
+        from conduit.transform import Bad
 
         bound = self._bind_all(df.schema)
         bad_out: list[Bad] = []
@@ -317,7 +318,7 @@ class Checks:
         return df, bad_out, warned
 
     def _check_unique(self, check: QualityCheck, seen: Any, df: pl.DataFrame, bad_out: list[Bad], warned: dict[str, int]) -> pl.DataFrame:
-        from conduit._pipeline import Bad
+        from conduit.transform import Bad
 
         cols = [check.column] if isinstance(check.column, str) else list(check.column or [])
         dup = seen.add(df, cols)

@@ -54,7 +54,7 @@ def project(tmp_path: Path, harness: Harness, table: str, files: dict[str, pa.Ta
     return cfg
 
 
-def run_ok(cfg: Path) -> conduit.engine.RunResult:
+def run_ok(cfg: Path) -> conduit.RunResult:
     result = conduit.run(cfg)
     assert result.status == "success", result.resources[0].error
     return result

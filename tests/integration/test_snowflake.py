@@ -54,7 +54,7 @@ ORDERS = """
 COLUMNS = {"id": "bigint", "amount": "decimal(15,2)", "placed": "timestamp", "placed_tz": "timestamptz", "meta": "json"}
 
 
-def run_ok(cfg: Path) -> conduit.engine.RunResult:
+def run_ok(cfg: Path) -> conduit.RunResult:
     result = conduit.run(cfg)
     assert result.status == "success", result.resources[0].error
     return result

@@ -7,12 +7,12 @@ from collections.abc import Callable
 
 import polars as pl
 
-from conduit._staging import CHUNK_BATCHES, LATER_CHUNK_BATCHES, _chunks
+from conduit.chunking import CHUNK_BATCHES, LATER_CHUNK_BATCHES, chunks
 from conduit.dlq import DeadLetters
 
 
 def sizes(n: int, first: int, later: int, full: Callable[[], bool] = lambda: False) -> list[int]:
-    return [len(list(chunk)) for chunk in _chunks(iter(range(n)), first, later, full)]
+    return [len(list(chunk)) for chunk in chunks(iter(range(n)), first, later, full)]
 
 
 def test_first_chunk_is_small_and_later_ones_larger() -> None:
@@ -23,7 +23,7 @@ def test_first_chunk_is_small_and_later_ones_larger() -> None:
 
 
 def test_every_step_once_in_order() -> None:
-    got = [step for chunk in _chunks(iter(range(1000)), CHUNK_BATCHES, LATER_CHUNK_BATCHES) for step in chunk]
+    got = [step for chunk in chunks(iter(range(1000)), CHUNK_BATCHES, LATER_CHUNK_BATCHES) for step in chunk]
     assert got == list(range(1000))
 
 
@@ -37,7 +37,7 @@ def test_a_chunk_ends_early_once_its_dead_letters_are_many() -> None:
             consumed.append(step)
             yield step
 
-    got = [len(list(chunk)) for chunk in _chunks(counted(), 16, 64, full=lambda: len(consumed) in (5, 30))]
+    got = [len(list(chunk)) for chunk in chunks(counted(), 16, 64, full=lambda: len(consumed) in (5, 30))]
     assert got == [5, 25, 64, 64, 42]
     assert consumed == list(range(200))
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from conduit.config import load_project
 from conduit.errors import ConfigError
+from conduit.project import load_project
 
 BASE = """\
 sources:

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 import conduit
-from conduit._pipeline import frames
+from conduit.batches import frames
 from conduit.coerce import Coercer, cast_expr
 from conduit.connectors.base import ROW_NUMBER, Part
 from conduit.connectors.duckdb import ROW_GROUP_ROWS, aligned
@@ -88,7 +88,8 @@ def test_duckdb_load_of_unaligned_batches_has_only_full_row_groups(tmp_path: Pat
 
 def test_untransformed_arrow_batches_skip_polars() -> None:
     """An Arrow part needing no cast, check or added column passes as is (strings conformed), skip honoured."""
-    from conduit._pipeline import Transform, stream_part
+    from conduit.batches import stream_part
+    from conduit.transform import Transform
 
     source = pa.schema([("a", pa.int64()), ("s", pa.string())])
     target = pa.schema([("a", pa.int64()), ("s", pa.large_string())])
@@ -105,16 +106,16 @@ def test_untransformed_arrow_batches_skip_polars() -> None:
 
 
 def test_runs_allocate_arrow_through_jemalloc_unless_the_environment_says_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
-    from conduit.engine import _arrow_allocator
+    from conduit._runtime import arrow_allocator
 
     before = pa.default_memory_pool()
     try:
         monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "system")
         pa.set_memory_pool(pa.system_memory_pool())
-        _arrow_allocator()
+        arrow_allocator()
         assert pa.default_memory_pool().backend_name == "system"
         monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL")
-        _arrow_allocator()
+        arrow_allocator()
         try:
             pa.jemalloc_memory_pool()
         except NotImplementedError:  # a pyarrow without jemalloc keeps its pool

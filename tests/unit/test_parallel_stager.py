@@ -8,7 +8,7 @@ import time
 import pyarrow as pa
 import pytest
 
-from conduit._pipeline import ParallelStager
+from conduit.workers import ParallelStager
 
 SCHEMA = pa.schema([("n", pa.int64())])
 
@@ -88,13 +88,12 @@ def test_a_failed_chunk_raises_in_order_and_aborts_the_next() -> None:
     ],
 )
 def test_batch_rows(cli: int | None, resource: int | None, workers: int, want: int) -> None:
-    from types import SimpleNamespace
 
-    from conduit._staging import _batch_rows
+    from conduit.chunking import batch_rows
     from conduit.config import DEFAULT_BATCH_SIZE, ResolvedTable
     from conduit.connectors.base import Load
 
     options = ResolvedTable() if resource is None else ResolvedTable(batch_size=resource)
     load = Load("l", "r", "res", "t", options, None)
     assert DEFAULT_BATCH_SIZE == 122_880
-    assert _batch_rows(SimpleNamespace(batch_size=cli), load, workers) == want  # type: ignore[arg-type]
+    assert batch_rows(cli, load, workers) == want
