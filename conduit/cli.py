@@ -167,9 +167,9 @@ def schema() -> None:
 @_config_opt
 def schema_infer(resource: str, config: Path) -> None:
     """The schema Conduit would load for RESOURCE."""
-    from conduit import inspect_schema
+    from conduit import preview
 
-    for name, type_ in inspect_schema.infer(config, resource):
+    for name, type_ in preview.infer(config, resource):
         click.echo(f"{name}: {type_}")
 
 
@@ -178,9 +178,9 @@ def schema_infer(resource: str, config: Path) -> None:
 @_config_opt
 def schema_compare(resource: str, config: Path) -> None:
     """The differences between RESOURCE's source schema and its destination table."""
-    from conduit import inspect_schema
+    from conduit import preview
 
-    lines = inspect_schema.compare(config, resource)
+    lines = preview.compare(config, resource)
     click.echo("\n".join(lines) if lines else f"{resource}: no differences")
 
 

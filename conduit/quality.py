@@ -2,7 +2,7 @@
 
 A check is a boolean expression that is true where a row passes (NULL passes, as in a
 SQL ``CHECK`` constraint, except for ``not_null``). Built-ins: ``not_null``,
-``unique`` (over the whole resource run, see :mod:`conduit._seen`), ``regex``,
+``unique`` (over the whole resource run, see :mod:`conduit.unique_keys`), ``regex``,
 ``range``, ``enum`` and ``expression`` (SQL, via ``pl.sql_expr``). Custom checks are
 functions returning a ``pl.Expr``, registered with :func:`register` in a ``checks.py``
 beside ingest.yml or through the entry point group ``conduit.checks``.
@@ -225,9 +225,9 @@ class Checks:
         self._custom = registered(project.dir if project else None) if res.quality_checks else {}
         self._bound: list[_Bound] | None = None
         self._schema: pl.Schema | None = None
-        from conduit._seen import SeenKeys
+        from conduit.unique_keys import UniqueKeys
 
-        self._unique: list[tuple[QualityCheck, Any]] = [(c, SeenKeys()) for c in res.quality_checks if c.check == "unique"]
+        self._unique: list[tuple[QualityCheck, Any]] = [(c, UniqueKeys()) for c in res.quality_checks if c.check == "unique"]
         self._log: deque[list[Any]] = deque()  # new unique keys of each evaluated batch, oldest first
         self._chunk: list[list[Any]] = []
 

@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from conduit import _faults, _secrets
+from conduit import _secrets, crash_points
 from conduit import schema as sch
 from conduit.batches import is_direct, prefetch, stream_part
 from conduit.chunking import CHUNK_BATCHES, DLQ_CHUNK_ROWS, LATER_CHUNK_BATCHES, PARALLEL_CHUNK_BATCHES, batch_rows, chunks, decode_position, encode_position
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from conduit.config import ResourceConfig
-    from conduit.dlq import DeadLetters
+    from conduit.dead_letters import DeadLetters
     from conduit.progress import Reporter
     from conduit.project import Project
     from conduit.store import Checkpointer, Store
@@ -142,7 +142,7 @@ class ResourceLoad:
 
     def _load(self, source: Source, dest: Destination, task: Task, load: Load, state: State) -> None:
         """Resume from the chunks already staged, stream the rest, publish once."""
-        from conduit.dlq import DeadLetters
+        from conduit.dead_letters import DeadLetters
 
         ctx, res, result = self.ctx, self.res, self.result
         lost: StagingLost | None = None
@@ -186,7 +186,7 @@ class ResourceLoad:
 
     def _record_published(self, state: State) -> None:
         """Bookkeeping for a load the destination committed before a crash: counts from checkpoints."""
-        from conduit.dlq import DeadLetters
+        from conduit.dead_letters import DeadLetters
 
         ctx, res, result = self.ctx, self.res, self.result
         ends: dict[str, int] = {}
@@ -281,9 +281,9 @@ class _Stream:
         path = self.dlq.gather()
         result.dlq_path = str(path) if path else None
         self.ctx.checkpointer.flush()  # resume after a crash past publish counts rows from them
-        _faults.point("publish")
+        crash_points.point("publish")
         published = self.dest.publish(load)
-        _faults.point("published")
+        crash_points.point("published")
         self.dlq.cleanup()
         if state.null_rows:
             result.checks[f"null {state.column}"] = state.null_rows
@@ -294,7 +294,7 @@ class _Stream:
     def _stage_file(self, part: Part, cursor: StagedChunk) -> None:
         """Stage a whole file as one chunk, read by the destination; progress from its fraction done."""
         assert part.local is not None
-        _faults.point("read")
+        crash_points.point("read")
         reporter, name = self.ctx.reporter, self.res.name
         total, shown = part.frame.num_rows if isinstance(part.frame, Seekable) else None, 0
 
@@ -341,7 +341,7 @@ class _Stream:
 
     def _staged(self, cursor: StagedChunk, rows: int) -> None:
         """Bookkeeping after the destination committed a chunk: checkpoint, counts, limits."""
-        _faults.point("staged")
+        crash_points.point("staged")
         name, mark = decode_position(cursor.part)
         self.ctx.checkpointer.add(self.ctx.run_id, self.res.name, cursor.chunk, rows, name, cursor.rows_read_end, json.dumps(mark) if mark else None)
         self.result.rows_written += rows
@@ -354,7 +354,7 @@ class _Stream:
 
     def _account(self, step: Step, cursor: StagedChunk) -> None:
         """Count one step, queue its bad rows, advance the chunk's source position and mark."""
-        _faults.point("read")
+        crash_points.point("read")
         result = self.result
         self.checks.step_done()
         part = decode_position(cursor.part)[0]

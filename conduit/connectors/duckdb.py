@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from conduit import _faults
+from conduit import crash_points
 from conduit._sql import column_list, qualified, quote, split_table, stage_name
 from conduit.config import DEFAULT_BATCH_SIZE, Strict
 from conduit.connectors.base import SEQ, Capabilities, Connector, Destination, Load, LocalFile, Part, Source, StagedChunk, Task
@@ -227,7 +227,7 @@ class DuckDBDestination(Destination):
             if whole:
                 chunk.rows_read_end = rows
             con.execute("INSERT INTO main._conduit_chunks VALUES (?, ?, ?, ?, ?)", [load.load_id, chunk.chunk, chunk.part, chunk.rows_read_end, rows]).fetchall()
-            _faults.point("stage_commit")
+            crash_points.point("stage_commit")
             con.commit()
         except duckdb.Error as exc:
             con.rollback()
@@ -298,7 +298,7 @@ class DuckDBDestination(Destination):
             if load is not None:
                 con.execute("INSERT INTO main._conduit_loads (load_id, run_id, resource, table_name, write_mode, rows) VALUES (?, ?, ?, ?, ?, ?)", [load.load_id, load.run_id, load.resource, load.table, load.write_mode, rows]).fetchall()
                 con.execute("DELETE FROM main._conduit_chunks WHERE load_id = ?", [load.load_id]).fetchall()
-                _faults.point("publish_commit")
+                crash_points.point("publish_commit")
             con.commit()
         except duckdb.Error as exc:
             con.rollback()

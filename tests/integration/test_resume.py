@@ -1,7 +1,7 @@
 """Exactly once, proven by killing the process: SIGKILL at several moments, then --resume.
 
 The kill is real (``CONDUIT_FAULT`` makes the process SIGKILL itself at a named point,
-see conduit/_faults.py); results are checked with DuckDB directly against a clean load.
+see conduit/crash_points.py); results are checked with DuckDB directly against a clean load.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import polars as pl
 
 from conduit.chunking import CHUNK_BATCHES, LATER_CHUNK_BATCHES, chunks
-from conduit.dlq import DeadLetters
+from conduit.dead_letters import DeadLetters
 
 
 def sizes(n: int, first: int, later: int, full: Callable[[], bool] = lambda: False) -> list[int]:

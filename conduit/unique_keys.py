@@ -22,7 +22,7 @@ Memory is about 8 bytes per distinct key for the runs plus 8 to 16 for the prefi
 Examples
 --------
 >>> import polars as pl
->>> seen = SeenKeys()
+>>> seen = UniqueKeys()
 >>> seen.add(pl.DataFrame({"k": [1, 2, 1, None]}), ["k"]).to_list()
 [False, False, True, False]
 >>> seen.add(pl.DataFrame({"k": [3, 2]}), ["k"]).to_list()
@@ -45,7 +45,7 @@ _SLOTS_PER_KEY = 8
 _MIN_BITS = 20
 
 
-class SeenKeys:
+class UniqueKeys:
     """A growing set of keys; :meth:`add` says which rows of a batch repeat a key."""
 
     def __init__(self) -> None:
