@@ -13,14 +13,12 @@ Examples
 
 from __future__ import annotations
 
-from typing import Any
-
 import yaml
 
 Path_ = tuple[str | int, ...]
 
 
-def load(text: str) -> tuple[Any, dict[Path_, int]]:
+def load(text: str) -> tuple[object, dict[Path_, int]]:
     """Parse ``text``; return the data and a ``{key path: 1-based line}`` map."""
     node = yaml.compose(text, Loader=yaml.SafeLoader)
     lines: dict[Path_, int] = {}
@@ -29,10 +27,10 @@ def load(text: str) -> tuple[Any, dict[Path_, int]]:
     return _build(node, (), lines), lines
 
 
-def _build(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> Any:
+def _build(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> object:
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
-        out: dict[Any, Any] = {}
+        out: dict[str, object] = {}
         for key_node, value_node in node.value:
             key = key_node.value
             if key in out:

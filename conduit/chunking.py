@@ -41,12 +41,12 @@ def batch_rows(asked: int | None, load: Load, workers: int) -> int:
     return max(1, load.options.batch_size // workers)
 
 
-def encode_position(part: str, mark: list[object] | None) -> str:
+def encode_position(part: str, mark: list[str | None] | None) -> str:
     """The ledger's ``part`` field: the part name plus the incremental mark so far (JSON)."""
     return json.dumps({"part": part, "mark": mark}) if mark else part
 
 
-def decode_position(text: str) -> tuple[str, list[object] | None]:
+def decode_position(text: str) -> tuple[str, list[str | None] | None]:
     """The part name and incremental mark of a ledger ``part`` field (see :func:`encode_position`)."""
     if text.startswith('{"part"'):
         data = json.loads(text)

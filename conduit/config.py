@@ -7,7 +7,7 @@ connector to validate (see :mod:`conduit.project`, which loads a whole project).
 from __future__ import annotations
 
 import difflib
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -37,10 +37,10 @@ class QualityCheck(Strict):
     pattern: str | None = None
     min_value: float | int | str | None = None
     max_value: float | int | str | None = None
-    values: list[Any] | None = None
+    values: list[object] | None = None
     expression: str | None = None
     name: str | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, object] = Field(default_factory=dict)
 
 
 class TableOptions(Strict):
@@ -77,7 +77,7 @@ class ConnectorConfig(BaseModel):
     type: str
 
     @property
-    def options(self) -> dict[str, Any]:
+    def options(self) -> dict[str, object]:
         """The connector-specific keys, as written (after ``${VAR}`` expansion)."""
         return dict(self.model_extra or {})
 
@@ -92,7 +92,7 @@ class DestinationConfig(ConnectorConfig):
     defaults: TableOptions = Field(default_factory=TableOptions, exclude=True)
 
     @property
-    def options(self) -> dict[str, Any]:
+    def options(self) -> dict[str, object]:
         """The connector-specific keys; table-shaped keys (``partition_by``, ...) are in ``defaults``."""
         return {k: v for k, v in (self.model_extra or {}).items() if k not in TableOptions.model_fields}
 
@@ -138,20 +138,20 @@ def config_error(exc: ValidationError, prefix: tuple[str | int, ...], lines: Lin
     return ConfigError(f"{fname}:{line}: {dotted(loc)}: {_secrets.redact(text)}")
 
 
-def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+def _fields_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
     """Field names of the (sub)model at ``loc`` inside ``model``, for "did you mean"."""
-    current: Any = model
+    current: type[BaseModel] | None = model
     for part in loc:
         if isinstance(part, int):
             continue
-        field = current.model_fields.get(part) if hasattr(current, "model_fields") else None
+        field = current.model_fields.get(part) if current is not None else None
         if field is None:
             return []
         current = _model_of(field.annotation)
-    return list(getattr(current, "model_fields", {}))
+    return list(current.model_fields) if current is not None else []
 
 
-def _model_of(annotation: Any) -> Any:
+def _model_of(annotation: object) -> type[BaseModel] | None:
     for arg in getattr(annotation, "__args__", ()) or ():
         found = _model_of(arg)
         if found is not None:

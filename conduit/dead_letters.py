@@ -4,7 +4,8 @@ Rows are written per chunk (``_parts/<resource>-<chunk>.parquet``, overwritten i
 resumed run redoes the chunk, so nothing is dead-lettered twice) and gathered into
 ``<resource>.parquet`` when the resource finishes, or when a limit or a ``fail`` check
 stops it (so what tripped it can be inspected). Every original column is kept as
-text, plus the ``_conduit_*`` columns of SPEC section 3. Beside the part files, each
+text, plus ``_conduit_run_id``, ``_conduit_resource``, ``_conduit_source_file``,
+``_conduit_row_number``, ``_conduit_check``, ``_conduit_error`` and ``_conduit_loaded_at``. Beside the part files, each
 chunk's new ``unique`` keys are saved (``<resource>-<chunk>.keys<j>.npy``) so that
 ``--resume`` rebuilds the seen-key sets of the chunks already staged.
 """
@@ -13,9 +14,12 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import polars as pl
+
+if TYPE_CHECKING:
+    import numpy as np
 
 META = ["_conduit_run_id", "_conduit_resource", "_conduit_source_file", "_conduit_row_number", "_conduit_check", "_conduit_error", "_conduit_loaded_at"]
 
@@ -100,7 +104,7 @@ class DeadLetters:
         for p in self._keys(chunk):
             p.unlink()
 
-    def save_keys(self, chunk: int, keys: dict[int, Any]) -> None:
+    def save_keys(self, chunk: int, keys: dict[int, np.ndarray]) -> None:
         """Save the chunk's new ``unique`` keys (one ``.npy`` per check) before the chunk commits."""
         import numpy as np
 
@@ -109,11 +113,11 @@ class DeadLetters:
             path.parent.mkdir(parents=True, exist_ok=True)
             np.save(path, array)
 
-    def load_keys(self, staged_chunks: int) -> dict[int, list[Any]]:
+    def load_keys(self, staged_chunks: int) -> dict[int, list[np.ndarray]]:
         """On resume: the saved keys of the staged chunks, per check (later chunks' files removed)."""
         import numpy as np
 
-        out: dict[int, list[Any]] = {}
+        out: dict[int, list[np.ndarray]] = {}
         for path in sorted((self.dir / "_parts").glob(f"{self.resource}-[0-9]*.keys*.npy")):
             chunk, _, j = path.name.removesuffix(".npy").rsplit("-", 1)[1].partition(".keys")
             if int(chunk) < staged_chunks:

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from conduit.connectors.base import Incremental
 
@@ -26,9 +27,14 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from conduit.config import ResourceConfig
+    from conduit.store import Store
+
+Value: TypeAlias = Any
+"""A typed mark: int, float, Decimal, date, datetime or str, as pyarrow's ``Scalar.as_py()``
+returns it (typed ``Any`` there); marks are compared with ``>`` and shifted by the lookback."""
 
 
-def parse_value(text: str | None, type_name: str | None) -> Any:
+def parse_value(text: str | None, type_name: str | None) -> Value:
     """The typed value of a stored mark."""
     if text is None or type_name is None:
         return None
@@ -46,7 +52,7 @@ def parse_value(text: str | None, type_name: str | None) -> Any:
     return text
 
 
-def parse_lookback(value: str | int | float | None, sample: Any) -> Any:
+def parse_lookback(value: str | int | float | None, sample: Value) -> Value:
     """The lookback window as something subtractable from the mark's type.
 
     >>> parse_lookback("2h", dt.datetime(2024, 1, 1))
@@ -71,18 +77,18 @@ class State:
 
     resource: str
     column: str | None
-    before: Any = None
+    before: Value = None
     before_type: str | None = None
     reset: bool = False
-    after: Any = None
+    after: Value = None
     after_type: str | None = None
-    lookback: Any = None
+    lookback: Value = None
     seen_files: set[str] = field(default_factory=set)
     new_files: set[str] = field(default_factory=set)
     null_rows: int = 0
 
     @classmethod
-    def load(cls, store: Any, res: ResourceConfig, full_refresh: bool) -> State:
+    def load(cls, store: Store, res: ResourceConfig, full_refresh: bool) -> State:
         """Read the stored mark (ignored with ``full_refresh``)."""
         if not res.incremental_column:
             return cls(res.name, None)
@@ -93,7 +99,7 @@ class State:
         return cls(res.name, column, value, type_name, after=value, after_type=type_name, lookback=parse_lookback(res.incremental_lookback, value), seen_files=store.seen_files(res.name))
 
     @property
-    def since(self) -> Any:
+    def since(self) -> Value:
         """The value rows must exceed: the mark, less the lookback window."""
         if self.before is None or self.lookback is None:
             return self.before
@@ -109,7 +115,7 @@ class State:
         """The predicate handed to sources that push it down."""
         return Incremental(self.column, self.since) if self.column else None
 
-    def row_filter(self, part: str) -> Any:
+    def row_filter(self, part: str) -> Callable[[pl.DataFrame], pl.Series] | None:
         """A batch filter keeping rows above the mark.
 
         Rows whose incremental column is NULL are kept only from a part (file) not seen
@@ -133,11 +139,11 @@ class State:
 
         return keep
 
-    def mark(self) -> list[Any] | None:
+    def mark(self) -> list[str | None] | None:
         """The mark so far as ``[text, type]`` (kept in the chunk ledger for resume)."""
         return None if self.after is None or self.after == self.before else [_text(self.after), self.after_type]
 
-    def restore(self, mark: list[Any] | None) -> None:
+    def restore(self, mark: list[str | None] | None) -> None:
         """Fold in a mark recorded by a chunk staged before a crash."""
         if mark:
             value = parse_value(mark[0], mark[1])
@@ -160,7 +166,7 @@ class State:
         if top is not None and (self.after is None or top > self.after):
             self.after, self.after_type = top, str(arr.type)
 
-    def commit(self, store: Any, run_id: str) -> str | None:
+    def commit(self, store: Store, run_id: str) -> str | None:
         """Persist the new mark (called after the publish committed); return it as text."""
         if self.column is None:
             return None
@@ -176,5 +182,5 @@ class State:
         return text
 
 
-def _text(value: Any) -> str:
+def _text(value: Value) -> str:
     return value.isoformat(sep=" ") if isinstance(value, dt.datetime) else str(value)

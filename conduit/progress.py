@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 
 class Reporter:
@@ -44,7 +47,7 @@ class LineReporter(Reporter):
         self._started: dict[str, float] = {}
         self._last = 0.0
 
-    def _emit(self, event: str, text: str, **fields: Any) -> None:
+    def _emit(self, event: str, text: str, **fields: object) -> None:
         if self.fmt == "json":
             line = json.dumps({"ts": time.time(), "event": event, "message": text, **fields})
         else:
@@ -97,7 +100,7 @@ class RichReporter(Reporter):
             transient=False,
         )
         self.progress.start()
-        self._tasks: dict[str, Any] = {}
+        self._tasks: dict[str, TaskID] = {}
 
     def start(self, resource: str, total: int | None) -> None:
         """Add a bar."""

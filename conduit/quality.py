@@ -1,4 +1,4 @@
-"""Quality checks as vectorized Polars expressions (SPEC section 3).
+"""Quality checks (``quality_checks`` in ingest.yml) as vectorized Polars expressions.
 
 A check is a boolean expression that is true where a row passes (NULL passes, as in a
 SQL ``CHECK`` constraint, except for ``not_null``). Built-ins: ``not_null``,
@@ -35,16 +35,20 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from conduit.errors import ConfigError, QualityCheckFailed
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from conduit.config import QualityCheck, ResourceConfig
     from conduit.project import Project
+    from conduit.results import ResourceResult
     from conduit.transform import Bad
+    from conduit.unique_keys import UniqueKeys
 
 BUILTIN_CHECKS = ("not_null", "unique", "regex", "range", "enum", "expression")
 ROW_NUMBER = "_conduit_row_number"
@@ -227,9 +231,9 @@ class Checks:
         self._schema: pl.Schema | None = None
         from conduit.unique_keys import UniqueKeys
 
-        self._unique: list[tuple[QualityCheck, Any]] = [(c, UniqueKeys()) for c in res.quality_checks if c.check == "unique"]
-        self._log: deque[list[Any]] = deque()  # new unique keys of each evaluated batch, oldest first
-        self._chunk: list[list[Any]] = []
+        self._unique: list[tuple[QualityCheck, UniqueKeys]] = [(c, UniqueKeys()) for c in res.quality_checks if c.check == "unique"]
+        self._log: deque[list[np.ndarray]] = deque()  # new unique keys of each evaluated batch, oldest first
+        self._chunk: list[list[np.ndarray]] = []
 
     def evaluator(self) -> Callable[[pl.DataFrame], tuple[pl.DataFrame, list[Bad], dict[str, int]]] | None:
         """A batch function (frame -> kept frame, bad rows, warning counts), or None without checks."""
@@ -242,7 +246,7 @@ class Checks:
         if self._unique and self._log:
             self._chunk.append(self._log.popleft())
 
-    def chunk_keys(self) -> dict[int, Any]:
+    def chunk_keys(self) -> dict[int, np.ndarray]:
         """New keys of each ``unique`` check over the batches of the chunk just read (then forgotten)."""
         import numpy as np
 
@@ -250,7 +254,7 @@ class Checks:
         self._chunk = []
         return out
 
-    def restore(self, keys: dict[int, list[Any]]) -> None:
+    def restore(self, keys: dict[int, list[np.ndarray]]) -> None:
         """On resume: put back the keys of chunks an interrupted attempt already staged."""
         for j, arrays in keys.items():
             if j < len(self._unique):
@@ -317,7 +321,7 @@ class Checks:
                 seen.added.clear()
         return df, bad_out, warned
 
-    def _check_unique(self, check: QualityCheck, seen: Any, df: pl.DataFrame, bad_out: list[Bad], warned: dict[str, int]) -> pl.DataFrame:
+    def _check_unique(self, check: QualityCheck, seen: UniqueKeys, df: pl.DataFrame, bad_out: list[Bad], warned: dict[str, int]) -> pl.DataFrame:
         from conduit.transform import Bad
 
         cols = [check.column] if isinstance(check.column, str) else list(check.column or [])
@@ -342,7 +346,7 @@ class Checks:
         msg = f"{self.res.name}: check {name} failed at row {row}: {reason} (action fail); nothing published"
         raise QualityCheckFailed(msg)
 
-    def enforce_limits(self, result: Any, final: bool = False) -> None:
+    def enforce_limits(self, result: ResourceResult, final: bool = False) -> None:
         """Fail the resource once ``max_dlq_rows`` / ``max_dlq_fraction`` is passed."""
         res = self.res
         if res.max_dlq_rows is not None and result.rows_dlq > res.max_dlq_rows:

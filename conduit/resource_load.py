@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from conduit.dead_letters import DeadLetters
     from conduit.progress import Reporter
     from conduit.project import Project
-    from conduit.store import Checkpointer, Store
+    from conduit.store import Checkpointer, CheckpointRow, Store
 
 T = TypeVar("T")
 
@@ -154,7 +154,7 @@ class ResourceLoad:
             dest.abort(load)
             staged = []  # chunks are numbered afresh
         positions: dict[str, int] = {}
-        rows = []
+        rows: list[CheckpointRow] = []
         for c in staged:
             name, mark = decode_position(c.part)
             positions[name] = c.rows_read_end

@@ -47,7 +47,7 @@ class ResourceResult:
 
 @dataclass
 class RunResult:
-    """What :func:`run` returns."""
+    """What :func:`conduit.run` returns."""
 
     run_id: str
     status: str

@@ -1,6 +1,6 @@
-"""Types and schemas, dialect-neutral: SPEC type names, CSV inference, diffs, evolution.
+"""Types and schemas, dialect-neutral: Conduit type names, CSV inference, diffs, evolution.
 
-The SPEC's type vocabulary (``bigint``, ``decimal(15,2)``, ``timestamptz``...) maps to
+The type names of ingest.yml's ``columns`` (``bigint``, ``decimal(15,2)``, ``timestamptz``...) maps to
 one Polars dtype each; Arrow types follow from Polars. Destinations translate Arrow
 types to their own DDL.
 
@@ -51,7 +51,7 @@ _VARCHAR = re.compile(r"^varchar\s*\(\s*\d+\s*\)$")
 
 
 def parse_type(name: str) -> pl.DataType:
-    """The Polars dtype for a SPEC type name; :class:`ConfigError` for an unknown one."""
+    """The Polars dtype for a Conduit type name; :class:`ConfigError` for an unknown one."""
     key = name.strip().lower()
     if key in _SIMPLE:
         return _SIMPLE[key]
@@ -153,7 +153,7 @@ class Change:
 
 
 def spec_name(t: pa.DataType | None) -> str:
-    """The SPEC type name of an Arrow type (``bigint``, ``decimal(15,2)``, ``text``...).
+    """The Conduit type name of an Arrow type (``bigint``, ``decimal(15,2)``, ``text``...).
 
     >>> spec_name(pa.decimal128(15, 2)), spec_name(pa.large_string()), spec_name(pa.timestamp("us", "UTC"))
     ('decimal(15,2)', 'text', 'timestamptz')

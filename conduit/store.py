@@ -2,7 +2,7 @@
 
 Every method opens the file, does its work and closes it, retrying while another
 process holds the lock, so ``conduit query`` works while a run is going. Table names
-and columns are SPEC section 4; they are stable.
+and columns are what ``conduit query`` shows users; they are stable.
 
 Examples
 --------
@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from conduit.errors import ConfigError, StoreLocked
 
@@ -51,6 +51,10 @@ _ALIAS = "conduit_store"
 _ATTACH_LOCK = threading.RLock()  # one attach of the store at a time in this process
 _LOCAL = threading.local()
 _MEMORY: list[duckdb.DuckDBPyConnection] = []
+
+
+CheckpointRow = tuple[str, str, int, int, str, int, str | None]
+"""A chunk checkpoint: run_id, resource, chunk, rows, part, rows_read_end, incremental mark (JSON) or None."""
 
 
 def _memory() -> duckdb.DuckDBPyConnection:
@@ -122,7 +126,7 @@ class Store:
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
 
-    def _exec(self, sql: str, params: list[Any] | None = None) -> None:
+    def _exec(self, sql: str, params: list[object] | None = None) -> None:
         with self.connect() as con:
             con.execute(sql, params or [])
 
@@ -165,10 +169,11 @@ class Store:
                 [run_id, resource, source, destination, table, write_mode, hwm_before],
             )
 
-    def finish_resource(self, run_id: str, resource: str, **fields: Any) -> None:
+    def finish_resource(self, run_id: str, resource: str, **fields: object) -> None:
         """Close a resource run: status, counts, timings, error."""
-        if fields.get("duration_s"):
-            fields["rows_per_s"] = (fields.get("rows_read") or 0) / fields["duration_s"]
+        duration, rows_read = fields.get("duration_s"), fields.get("rows_read")
+        if isinstance(duration, int | float) and duration:
+            fields["rows_per_s"] = (rows_read if isinstance(rows_read, int) else 0) / duration
         fields = {k: (json.dumps(v) if isinstance(v, dict | list) else v) for k, v in fields.items()}
         sets = ", ".join(f"{k} = ?" for k in fields)
         self._exec(
@@ -176,7 +181,7 @@ class Store:
             [*fields.values(), run_id, resource],
         )
 
-    def checkpoint_many(self, rows: list[tuple[Any, ...]]) -> None:
+    def checkpoint_many(self, rows: list[CheckpointRow]) -> None:
         """Record staged chunks in one connection.
 
         Each row is ``(run_id, resource, chunk, rows, part, rows_read_end, mark)``; ``mark``
@@ -185,7 +190,7 @@ class Store:
         with self.connect() as con:
             con.executemany("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, now(), ?, ?, ?)", [list(r) for r in rows])
 
-    def set_checkpoints(self, run_id: str, resource: str, rows: list[tuple[Any, ...]]) -> None:
+    def set_checkpoints(self, run_id: str, resource: str, rows: list[CheckpointRow]) -> None:
         """Make ``rows`` (as in :meth:`checkpoint_many`) a run's only checkpoints of ``resource``.
 
         On resume the destination's durably staged chunks are the truth: the store may
@@ -254,7 +259,7 @@ class Store:
 
     # --- reading ------------------------------------------------------------------
 
-    def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    def query(self, sql: str) -> tuple[list[str], list[tuple[object, ...]]]:
         """Run read-only SQL; a ``dlq`` view covers every dead-letter file."""
         import duckdb
 
@@ -286,9 +291,8 @@ class Checkpointer:
 
     Each write opens (attaches) the store and commits; done between two chunks it stalls
     the destination. :meth:`add` queues a row and returns; rows queued within ``every_s``
-    of the last write go together in the next one (a PostgreSQL load of TPC-H lineitem
-    SF1 commits ~50 chunks, each write costing ~6 ms of CPU that the server's COPY could
-    use). :meth:`flush` writes at once, returns when every queued row is in
+    of the last write go together in the next one (each write costs CPU that the
+    destination's own loading could use). :meth:`flush` writes at once, returns when every queued row is in
     the store and raises the writer's error, if any; call it before anything that reads
     the checkpoints back (publish, then resume's bookkeeping). A crash may lose queued
     rows: resume rebuilds them from the destination's own ledger.
@@ -298,17 +302,17 @@ class Checkpointer:
         self._store = store
         self._every_s = every_s
         self._flushing = 0
-        self._rows: list[tuple[Any, ...]] = []
+        self._rows: list[CheckpointRow] = []
         self._busy = False
         self._error: BaseException | None = None
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
 
-    def add(self, *row: Any) -> None:
+    def add(self, run_id: str, resource: str, chunk: int, rows: int, part: str, rows_read_end: int, mark: str | None) -> None:
         """Queue one checkpoint (a row of :meth:`Store.checkpoint_many`); raises an earlier write's error."""
         with self._cond:
             self._raise()
-            self._rows.append(row)
+            self._rows.append((run_id, resource, chunk, rows, part, rows_read_end, mark))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._work, daemon=True, name="conduit-checkpoint")
                 self._thread.start()
