@@ -17,6 +17,7 @@ import json
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from conduit import _secrets, crash_points
@@ -24,18 +25,18 @@ from conduit import schema as sch
 from conduit.batches import is_direct, prefetch, stream_part
 from conduit.chunking import CHUNK_BATCHES, DLQ_CHUNK_ROWS, LATER_CHUNK_BATCHES, PARALLEL_CHUNK_BATCHES, batch_rows, chunks, decode_position, encode_position
 from conduit.connectors.base import Destination, Load, Part, Seekable, Source, StagedChunk, Task
+from conduit.dead_letters import DeadLetters
 from conduit.errors import ConduitError, QualityCheckFailed, SourceError, StagingLost
 from conduit.incremental import State
 from conduit.quality import Checks
 from conduit.results import ResourceResult
-from conduit.transform import Bad, Step, Transform, make_transform
+from conduit.transform import Step, Transform, make_transform
 from conduit.workers import ParallelStager
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from conduit.config import ResourceConfig
-    from conduit.dead_letters import DeadLetters
     from conduit.progress import Reporter
     from conduit.project import Project
     from conduit.store import Checkpointer, CheckpointRow, Store
@@ -46,24 +47,39 @@ T = TypeVar("T")
 class RunContext(Protocol):
     """What a resource load needs from its run (:class:`conduit.runner.Context`)."""
 
-    @property
-    def project(self) -> Project: ...
-    @property
-    def run_id(self) -> str: ...
-    @property
-    def reporter(self) -> Reporter: ...
-    @property
-    def batch_size(self) -> int | None: ...
-    @property
-    def full_refresh(self) -> bool: ...
-    @property
-    def resumed_status(self) -> dict[str, str]: ...
-    @property
-    def store(self) -> Store: ...
+    project: Project
+    run_id: str
+    reporter: Reporter
+    batch_size: int | None
+    full_refresh: bool
+    resumed_status: dict[str, str]
+    store: Store
+
     @property
     def checkpointer(self) -> Checkpointer: ...
     def source(self, name: str) -> Source: ...
     def destination(self, name: str) -> Destination: ...
+
+
+@dataclass
+class _Target:
+    """What one load reads from and writes to."""
+
+    source: Source
+    dest: Destination
+    task: Task
+    load: Load
+    state: State
+
+
+@dataclass
+class _Resume:
+    """Where the chunk loop starts: rows already staged per part, the next chunk's number, checks and dead letters so far."""
+
+    checks: Checks
+    dlq: DeadLetters
+    positions: dict[str, int]
+    chunk_no: int
 
 
 class ResourceLoad:
@@ -104,7 +120,7 @@ class ResourceLoad:
                 ctx.reporter.message(f"{res.name}: load {load.load_id} was already published before the crash; recording it")
                 self._record_published(state)
             else:
-                self._load(source, dest, task, load, state)
+                self._load(_Target(source, dest, task, load, state))
             result.status = "partial_success" if result.rows_dlq else "success"
             fields = {"hwm_after": state.commit(ctx.store, ctx.run_id)}
         except Exception as exc:  # noqa: BLE001 - every failure is recorded, unknown ones with traceback
@@ -140,11 +156,10 @@ class ResourceLoad:
         ctx.reporter.finish(res.name, result.summary().split("\n")[0], result.status != "failed")
         return result
 
-    def _load(self, source: Source, dest: Destination, task: Task, load: Load, state: State) -> None:
+    def _load(self, target: _Target) -> None:
         """Resume from the chunks already staged, stream the rest, publish once."""
-        from conduit.dead_letters import DeadLetters
-
         ctx, res, result = self.ctx, self.res, self.result
+        dest, load, state = target.dest, target.load, target.state
         lost: StagingLost | None = None
         try:
             staged = dest.staged(load)
@@ -173,7 +188,7 @@ class ResourceLoad:
             ctx.reporter.message(f"{res.name}: resuming after {chunk_no} staged chunk(s), {result.rows_written:,} rows already staged")
         elif ctx.resumed_status.get(res.name) == "running" and lost is None:  # the crash's resource, with nothing that lasted
             ctx.reporter.message(f"{res.name}: nothing was durably staged before the interruption; loading from the start")
-        stream = _Stream(self, source, dest, task, load, state, checks, dlq, positions, chunk_no)
+        stream = _Stream(self, target, _Resume(checks, dlq, positions, chunk_no))
         try:
             published = stream.run()
         except QualityCheckFailed:
@@ -186,8 +201,6 @@ class ResourceLoad:
 
     def _record_published(self, state: State) -> None:
         """Bookkeeping for a load the destination committed before a crash: counts from checkpoints."""
-        from conduit.dead_letters import DeadLetters
-
         ctx, res, result = self.ctx, self.res, self.result
         ends: dict[str, int] = {}
         for _chunk, rows, part, end, mark in ctx.store.checkpoints(ctx.run_id, res.name):
@@ -213,11 +226,10 @@ class ResourceLoad:
 class _Stream:
     """The chunk loop of one load: every part's steps staged chunk by chunk, then the publish."""
 
-    def __init__(self, owner: ResourceLoad, source: Source, dest: Destination, task: Task, load: Load, state: State, checks: Checks, dlq: DeadLetters, positions: dict[str, int], chunk_no: int):
+    def __init__(self, owner: ResourceLoad, target: _Target, resume: _Resume):
         self.ctx, self.res, self.result = owner.ctx, owner.res, owner.result
-        self.source, self.dest, self.task, self.load = source, dest, task, load
-        self.state, self.checks, self.dlq = state, checks, dlq
-        self.positions, self.chunk_no = positions, chunk_no
+        self.source, self.dest, self.task, self.load, self.state = target.source, target.dest, target.task, target.load, target.state
+        self.checks, self.dlq, self.positions, self.chunk_no = resume.checks, resume.dlq, resume.positions, resume.chunk_no
 
     def run(self) -> bool:
         """Stage chunk after chunk, then publish; False when the source had no parts."""
@@ -367,7 +379,7 @@ class _Stream:
         for bad in step.bad:
             self.dlq.add(bad.rows, part, bad.rows.get_column("_conduit_row_number"), bad.check, bad.error)
             result.rows_dlq += bad.rows.height
-            for name, n in _count_checks(bad).items():
+            for name, n in bad.counts().items():
                 result.checks[name] = result.checks.get(name, 0) + n
         self.state.observe(step.good)
         cursor.part = encode_position(part, self.state.mark())
@@ -381,15 +393,6 @@ def _read_by_destination(part: Part, transform: Transform, dest: Destination, st
     column may be tracked (its high-water mark is taken from the batches).
     """
     return part.local is not None and not skip and state.column is None and is_direct(part, transform) and dest.reads(part.local, transform.schema)
-
-
-def _count_checks(bad: Bad) -> dict[str, int]:
-    if isinstance(bad.check, str):
-        if bad.check == "cast":
-            cols = bad.error.str.extract(r"^column (.+?):", 1).value_counts()
-            return {f"cast {c}": int(n) for c, n in cols.iter_rows()}
-        return {bad.check: bad.rows.height}
-    return {str(c): int(n) for c, n in bad.check.value_counts().iter_rows()}
 
 
 def _optional(fn: Callable[[], T]) -> T | None:

@@ -31,6 +31,15 @@ class Bad:
     check: pl.Series | str
     error: pl.Series
 
+    def counts(self) -> dict[str, int]:
+        """Rows per check name (a cast failure per column: ``cast <column>``)."""
+        if isinstance(self.check, str):
+            if self.check == "cast":
+                cols = self.error.str.extract(r"^column (.+?):", 1).value_counts()
+                return {f"cast {c}": int(n) for c, n in cols.iter_rows()}
+            return {self.check: self.rows.height}
+        return {str(c): int(n) for c, n in self.check.value_counts().iter_rows()}
+
 
 @dataclass
 class Step:
