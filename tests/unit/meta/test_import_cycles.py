@@ -108,3 +108,8 @@ def test_no_import_cycles() -> None:
     graph = {m: {t for t in ts if not (_tolerated(m) and _tolerated(t))} for m, ts in graph.items()}
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_config_never_imports_connectors() -> None:
+    graph = edges(modules())
+    assert not {t for t in graph["conduit.config"] if t == "conduit.connectors" or t.startswith("conduit.connectors.")}
