@@ -80,11 +80,10 @@ def validate(config: Path) -> None:
     from conduit import runner
     from conduit.progress import Reporter
     from conduit.project import load_project
-    from conduit.store import Store
 
     project = load_project(config)
     runner.plan(project, project.config.resources)
-    ctx = runner.Context(project, "validate", Reporter(), None, False, Store(project.state_path))
+    ctx = runner.Context(project, "validate", Reporter(), None, False, project.store)
     try:
         for src in project.config.sources:
             ctx.source(src.name).check()
@@ -212,9 +211,8 @@ def connectors() -> None:
 
 def _store(config: Path) -> Store:
     from conduit.project import load_project
-    from conduit.store import Store
 
-    return Store(load_project(config).state_path)
+    return load_project(config).store
 
 
 def _render(columns: list[str], rows: list[tuple[object, ...]], fmt: str) -> None:

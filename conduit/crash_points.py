@@ -1,7 +1,7 @@
 """Fault injection for crash tests: ``CONDUIT_FAULT=<point>[:<n>]`` SIGKILLs the process.
 
-The engine calls :func:`point` at named moments (``read``, ``staged``, ``publish``,
-``published``); when the variable names that point (and, with ``:n``, on its n-th
+A resource load calls :func:`point` at named moments (``read``, ``staged``, ``publish``,
+``published``; the DuckDB destination adds ``stage_commit`` and ``publish_commit``); when the variable names that point (and, with ``:n``, on its n-th
 occurrence) the process kills itself with SIGKILL — a real crash, no cleanup, used by
 the exactly-once tests. Without the variable this is one dict lookup.
 """

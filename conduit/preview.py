@@ -12,14 +12,13 @@ from conduit.connectors.base import Load, Task
 from conduit.progress import Reporter
 from conduit.project import load_project
 from conduit.runner import Context, select
-from conduit.store import Store
 from conduit.transform import make_transform
 
 
 def _transform(config: Path, resource: str) -> tuple[Context, Load]:
     project = load_project(config)
     (res,) = select(project, [resource])
-    ctx = Context(project, "inspect", Reporter(), None, False, Store(project.state_path))
+    ctx = Context(project, "inspect", Reporter(), None, False, project.store)
     source, dest = ctx.source(res.source), ctx.destination(res.destination)
     opts = project.table_options(res).model_copy(update={"schema_evolution": "warn"})
     load = Load("inspect", "inspect", res.name, opts.table or dest.default_table(res.name), opts)

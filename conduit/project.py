@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import yaml
@@ -36,11 +37,12 @@ from conduit import _env, _secrets, _yaml
 from conduit.config import DestinationConfig, IngestConfig, Lines, ResolvedTable, ResourceConfig, SourceConfig, TableOptions, config_error, dotted, suggest
 from conduit.connectors import registry
 from conduit.errors import ConfigError
+from conduit.store import Store
 
 
 @dataclass
 class Project:
-    """A loaded ingest.yml: the validated config plus where it lives."""
+    """A loaded ingest.yml: the validated config, where it lives, and its local store."""
 
     path: Path
     config: IngestConfig
@@ -56,6 +58,11 @@ class Project:
     def state_path(self) -> Path:
         """The local store file."""
         return self.resolve(self.config.state_path)
+
+    @cached_property
+    def store(self) -> Store:
+        """The local store (one object per loaded project, so per run)."""
+        return Store(self.state_path)
 
     def resolve(self, path: str) -> Path:
         """``path`` relative to the config's folder (absolute paths stay)."""

@@ -152,7 +152,7 @@ def run(
     selected = select(project, resources)
     plan(project, selected)
     reporter = reporter or Reporter()
-    store = Store(project.state_path)
+    store = project.store
     config_path_s = str(project.path)
     previous = store.unfinished_run(config_path_s)
     resumed = False
