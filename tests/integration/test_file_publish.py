@@ -18,7 +18,7 @@ import s3fs
 
 from conduit.config import ResolvedTable
 from conduit.connectors.base import Load, StagedChunk
-from conduit.connectors.files import FileDestinationOptions, ParquetDestination
+from conduit.connectors.files.destination import FileDestinationOptions, ParquetDestination
 from conduit.errors import DestinationError
 
 

@@ -25,9 +25,9 @@ from pydantic import Field
 
 from conduit import _secrets
 from conduit.config import Strict
-from conduit.connectors import _bigquery_sql as sql
-from conduit.connectors._files import MIB, write_files
 from conduit.connectors.base import SEQ, Capabilities, Connector, Destination, Load, StagedChunk
+from conduit.connectors.warehouses import bigquery_sql as sql
+from conduit.connectors.warehouses.parquet_upload import MIB, write_files
 from conduit.errors import ConnectionFailed, DestinationError
 
 if TYPE_CHECKING:

@@ -29,7 +29,7 @@ Statements = list[tuple[str, Any]]  # params: a list, None, or a function of the
 
 def final_columns(load: Load, stage: Catalog | None) -> list[tuple[str, str, bool]]:
     """(name, final type, not null) of the target a load creates."""
-    from conduit.connectors._pg_types import columns_for
+    from conduit.connectors.postgres.types import columns_for
 
     if load.schema is None:
         return [(c, t, nn) for c, t, nn, _ in stage or [] if c != SEQ]
@@ -98,7 +98,7 @@ def plan_publish(load: Load, default_schema: str, stage: Catalog | None, target:
         return out, None
     stage_types = {c: t for c, t, _, _ in stage}
     if load.schema is not None:
-        from conduit.connectors._pg_types import columns_for
+        from conduit.connectors.postgres.types import columns_for
 
         stage_types.update({c: col.stage for c, col in columns_for(load.schema, load.json_columns).items()})
     final = final_columns(load, stage)

@@ -3,7 +3,7 @@
 Destination: each chunk is binary-COPYed into ``_conduit_stage_<load>`` in the
 target's schema, in one transaction with its ``_conduit_chunks`` row; several chunks
 stage at once on separate connections (``copy_streams``). Rows are encoded column by
-column (:mod:`conduit.connectors._pg_copy`) and sent through psycopg's COPY: ADBC's
+column (:mod:`conduit.connectors.postgres.copy_encoder`) and sent through psycopg's COPY: ADBC's
 ``adbc_ingest`` encodes value by value and cost ~4x the client CPU (see the README). When the stage
 will become the target (a new table, ``replace``) it is a regular table that publish
 renames (zero copy); otherwise it is UNLOGGED and publish INSERTs or MERGEs from it.
@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conduit._sql import qualified, quote, split_table
-from conduit.connectors._pg_conn import PostgresOptions, connect, connect_copy, describe, error, ping
 from conduit.connectors.base import SEQ, Capabilities, Connector, Destination, Load, Part, Source, StagedChunk, Task
+from conduit.connectors.postgres.connection import PostgresOptions, connect, connect_copy, describe, error, ping
 from conduit.errors import SourceError, StagingLost
 from conduit.retry import call
 
@@ -112,7 +112,7 @@ class PostgresSource(Source):
         """One part: the query's Arrow stream, numeric columns as decimal(p,s)."""
         import pyarrow as pa
 
-        from conduit.connectors._pg_types import readable, readable_schema
+        from conduit.connectors.postgres.types import readable, readable_schema
 
         conn = call(lambda: connect(self.options, f"source {self.name}"))
         sql, params = self.query(task)
@@ -264,14 +264,14 @@ class PostgresDestination(Destination):
         """Arrow schema of the table from the catalog (numeric(p,s) -> decimal128(p,s))."""
         import pyarrow as pa
 
-        from conduit.connectors._pg_types import arrow_for_catalog
+        from conduit.connectors.postgres.types import arrow_for_catalog
 
         cols = self._catalog(table)
         return None if cols is None else pa.schema([pa.field(c, arrow_for_catalog(t), not nn) for c, t, nn, _ in cols])
 
     def ddl_for(self, table: str, change: Change) -> str | None:
         """``ALTER TABLE`` adding or widening a column."""
-        from conduit.connectors._pg_types import pg_column
+        from conduit.connectors.postgres.types import pg_column
 
         t = qualified(table, self.options.db_schema)
         if change.source_type is None:
@@ -284,7 +284,7 @@ class PostgresDestination(Destination):
 
     def _evolved(self, load: Load, target: list[tuple[str, str, bool, str]]) -> tuple[list[tuple[str, Any]], list[tuple[str, str, bool, str]]]:
         """The DDL for ``load.changes`` (run inside the publish transaction) and the catalog after it."""
-        from conduit.connectors._pg_types import pg_column
+        from conduit.connectors.postgres.types import pg_column
 
         statements = [(s.rstrip(";"), None) for s in (self.ddl_for(load.table, c) for c in load.changes) if s]
         after = {c: (c, t, nn, p) for c, t, nn, p in target}
@@ -306,7 +306,7 @@ class PostgresDestination(Destination):
 
     def _ensure_stage(self, load: Load, schema: pa.Schema) -> None:
         """Create the staging table once (committed) before any chunk is COPYed into it."""
-        from conduit.connectors._pg_types import columns_for
+        from conduit.connectors.postgres.types import columns_for
 
         with self._lock:
             if load.load_id in self._ready:
@@ -342,7 +342,7 @@ class PostgresDestination(Destination):
             return self._direct[load.load_id]
 
     def _can_append_directly(self, load: Load) -> bool:
-        from conduit.connectors._pg_types import catalog_name, columns_for
+        from conduit.connectors.postgres.types import catalog_name, columns_for
 
         if load.write_mode != "append" or load.changes or load.schema is None:
             return False
@@ -378,8 +378,8 @@ class PostgresDestination(Destination):
 
     def stage(self, load: Load, chunk: StagedChunk, batches: pa.RecordBatchReader) -> int:
         """COPY the chunk into the staging table and add its ledger row, in one transaction."""
-        from conduit.connectors._pg_copy import HEADER, TRAILER, CopyEncoder
-        from conduit.connectors._pg_types import cast_batch, columns_for, stage_schema
+        from conduit.connectors.postgres.copy_encoder import HEADER, TRAILER, CopyEncoder
+        from conduit.connectors.postgres.types import cast_batch, columns_for, stage_schema
 
         direct = self._appends_directly(load)
         db_schema, name = self._stage_ref(load)
@@ -428,7 +428,7 @@ class PostgresDestination(Destination):
 
     def publish(self, load: Load) -> int:
         """One transaction: staged rows into the target per write mode, plus the load record."""
-        from conduit.connectors._pg_publish import plan_publish
+        from conduit.connectors.postgres.publish import plan_publish
 
         if self.is_published(load):
             return 0

@@ -37,9 +37,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from pydantic import Field
 
 from conduit.config import Strict
-from conduit.connectors._chunk_files import ChunkWriter
-from conduit.connectors._storage import bucket, describe, filesystem, is_url
 from conduit.connectors.base import Capabilities, Destination, Load, StagedChunk
+from conduit.connectors.files.chunk_writer import ChunkWriter
+from conduit.connectors.files.storage import bucket, describe, filesystem, is_url
 from conduit.errors import ConduitError, ConfigError, DestinationError
 
 if TYPE_CHECKING:

@@ -4,8 +4,8 @@ Sources list files with fsspec (so ``s3://`` and friends work the same as local
 paths) and hand the engine one part per file: Polars lazy scans with a 1-based
 ``_conduit_row_number`` for JSON; for CSV and NDJSON a scan for the header or schema
 and the type-inference sample, the rows themselves parsed block by block
-(:mod:`conduit.connectors._blocks`); and Parquet row groups read with pyarrow
-(:mod:`conduit.connectors._row_groups`; the engine numbers those rows). CSV columns
+(:mod:`conduit.connectors.files.blocks`); and Parquet row groups read with pyarrow
+(:mod:`conduit.connectors.files.row_groups`; the engine numbers those rows). CSV columns
 arrive as text and are typed by :mod:`conduit.coerce` from a large inferred sample or
 the declared ``columns``, so a value that does not parse becomes a dead letter, never
 a silent NULL.
@@ -13,7 +13,7 @@ a silent NULL.
 On object stores the glob is listed afresh on every run (fsspec's listing cache is
 dropped), so new objects are picked up; they are read with ranged requests (Parquet
 row groups, CSV blocks), never downloading a whole object first.
-Destinations live in :mod:`conduit.connectors._file_dest`.
+Destinations live in :mod:`conduit.connectors.files.destination`.
 """
 
 from __future__ import annotations
@@ -28,14 +28,6 @@ import polars as pl
 from pydantic import Field
 
 from conduit.config import Strict
-from conduit.connectors._file_dest import (  # noqa: F401 - re-exported
-    CsvDestination,
-    FileDestination,
-    FileDestinationOptions,
-    NdjsonDestination,
-    ParquetDestination,
-)
-from conduit.connectors._storage import bucket, describe, filesystem, is_url, polars_storage_options
 from conduit.connectors.base import (
     ROW_NUMBER,
     Connector,
@@ -45,6 +37,14 @@ from conduit.connectors.base import (
     Source,
     Task,
 )
+from conduit.connectors.files.destination import (  # noqa: F401 - re-exported
+    CsvDestination,
+    FileDestination,
+    FileDestinationOptions,
+    NdjsonDestination,
+    ParquetDestination,
+)
+from conduit.connectors.files.storage import bucket, describe, filesystem, is_url, polars_storage_options
 from conduit.errors import ConfigError, SourceError
 
 _GLOB_CHARS = set("*?[")
@@ -199,9 +199,9 @@ class CsvSource(FileSource):
         """Every column as text; types come from :mod:`conduit.coerce`; short rows are marked.
 
         The scan gives the header and the type-inference sample; the rows themselves are
-        read block by block (:mod:`conduit.connectors._blocks`, see :meth:`parts`).
+        read block by block (:mod:`conduit.connectors.files.blocks`, see :meth:`parts`).
         """
-        from conduit.connectors import _csvlines
+        from conduit.connectors.files import csv_tolerant
 
         o: CsvOptions = self.format_opts  # type: ignore[assignment]
         source = self._utf8(url)
@@ -221,7 +221,7 @@ class CsvSource(FileSource):
             raise_if_empty=False,
         )
         names = [c for c in lf.collect_schema() if c != ROW_NUMBER]
-        return _csvlines.finish(lf, names, o.null_values) if names else lf
+        return csv_tolerant.finish(lf, names, o.null_values) if names else lf
 
     def _utf8(self, url: str) -> str:
         """``url``, or a temporary UTF-8 copy of it when the file has another encoding (made once)."""
@@ -242,18 +242,18 @@ class CsvSource(FileSource):
             yield part
 
     def _blocks(self, url: str, names: list[str], after: int, batch_size: int) -> Iterator[pl.DataFrame]:
-        from conduit.connectors import _blocks
+        from conduit.connectors.files import blocks
 
         source = self._utf8(url)
         with open(source, "rb") if source != url else self.fs.open(url, "rb", compression="infer") as fh:
-            yield from _blocks.csv(fh, self.format_opts, names, after, batch_size)
+            yield from blocks.csv(fh, self.format_opts, names, after, batch_size)
 
     def _fallback(self, url: str, names: list[str]) -> Any:
-        from conduit.connectors import _csvlines
+        from conduit.connectors.files import csv_tolerant
 
         def read(after: int, batch_size: int) -> Iterator[pl.DataFrame]:
             with self.fs.open(url, "rb", compression="infer") as fh:
-                yield from _csvlines.records(fh, self.format_opts, names, after, batch_size)
+                yield from csv_tolerant.records(fh, self.format_opts, names, after, batch_size)
 
         return read
 
@@ -270,7 +270,7 @@ class NdjsonSource(FileSource):
         When a bad line in the sample stops schema inference, the schema is inferred from
         the sample's valid lines instead (the bad lines are dead-lettered by the fallback).
         """
-        from conduit.connectors import _jsonlines
+        from conduit.connectors.files import ndjson_tolerant
 
         o: JsonOptions = self.format_opts  # type: ignore[assignment]
         storage = self._storage if is_url(url) else None
@@ -279,7 +279,7 @@ class NdjsonSource(FileSource):
             lf.collect_schema()
         except pl.exceptions.PolarsError:
             try:
-                found = _jsonlines.schema(url, storage, o.infer_rows)
+                found = ndjson_tolerant.schema(url, storage, o.infer_rows)
             except (pl.exceptions.PolarsError, OSError) as exc:
                 raise SourceError(describe(exc, f"read {url}")) from None
             lf = pl.scan_ndjson(url, schema=found, row_index_name=ROW_NUMBER, row_index_offset=1, storage_options=storage)
@@ -287,7 +287,7 @@ class NdjsonSource(FileSource):
 
     def parts(self, task: Task) -> Iterator[Part]:
         """One part per file, read in blocks; a file the fast reader rejects goes on through the tolerant line path."""
-        from conduit.connectors import _jsonlines
+        from conduit.connectors.files import ndjson_tolerant
 
         for part in super().parts(task):
             url, frame = part.name, part.frame
@@ -295,14 +295,14 @@ class NdjsonSource(FileSource):
             file_schema = pl.Schema({k: v for k, v in frame.collect_schema().items() if k != ROW_NUMBER})
             storage = self._storage if is_url(url) else None
             part.read = lambda after, size, url=url, s=file_schema: self._blocks(url, s, after, size)
-            part.fallback = lambda after, size, url=url, s=file_schema, st=storage: _jsonlines.records(url, st, s, after, size)
+            part.fallback = lambda after, size, url=url, s=file_schema, st=storage: ndjson_tolerant.records(url, st, s, after, size)
             yield part
 
     def _blocks(self, url: str, schema: pl.Schema, after: int, batch_size: int) -> Iterator[pl.DataFrame]:
-        from conduit.connectors import _blocks
+        from conduit.connectors.files import blocks
 
         with self.fs.open(url, "rb", compression="infer") as fh:
-            yield from _blocks.ndjson(fh, schema, after, batch_size)
+            yield from blocks.ndjson(fh, schema, after, batch_size)
 
 
 class JsonSource(FileSource):
@@ -326,10 +326,10 @@ class ParquetSource(FileSource):
     format, extensions = "parquet", (".parquet", ".parq", ".pq")
 
     def scan(self, url: str) -> Any:
-        """Row group by row group (:mod:`conduit.connectors._row_groups`): bounded memory, cheap resume."""
+        """Row group by row group (:mod:`conduit.connectors.files.row_groups`): bounded memory, cheap resume."""
         import pyarrow as pa
 
-        from conduit.connectors._row_groups import RowGroups
+        from conduit.connectors.files.row_groups import RowGroups
 
         try:
             return RowGroups(self.fs, url)

@@ -10,14 +10,14 @@ field; JSON lines hold no raw newline), so a quoted CSV field may span lines and
 The blocks' frames are gathered into batches of ``batch_size`` rows without copying.
 
 Rows are numbered as the scans number them (CSV: data records, NDJSON: non-blank lines,
-1-based). CSV columns are text and :func:`conduit.connectors._csvlines.finish` marks the
+1-based). CSV columns are text and :func:`conduit.connectors.files.csv_tolerant.finish` marks the
 rows to re-check. A block Polars cannot parse raises; the caller goes on through the
 tolerant path.
 
 Examples
 --------
 >>> import io
->>> from conduit.connectors.files import CsvOptions
+>>> from conduit.connectors.files.source import CsvOptions
 >>> data = b'a,b\\n1,"x\\ny"\\n2,z\\n'
 >>> [df.rows() for df in csv(io.BytesIO(data), CsvOptions(), ["a", "b"], skip=0, batch_size=10)]
 [[(1, '1', 'x\\ny', False), (2, '2', 'z', False)]]
@@ -38,14 +38,14 @@ import polars as pl
 from conduit.connectors.base import ROW_NUMBER
 
 if TYPE_CHECKING:
-    from conduit.connectors.files import CsvOptions
+    from conduit.connectors.files.source import CsvOptions
 
 BLOCK = 4 << 20  # 2 MiB: 30 MiB less, 5% slower; 8 MiB: 50 MiB more, 5% faster (TPC-H lineitem)
 
 
 def csv(fh: Any, opts: CsvOptions, names: list[str], skip: int, batch_size: int) -> Iterator[pl.DataFrame]:
     """Frames of at most ``batch_size`` records numbered above ``skip``: row number, text columns, recheck mark."""
-    from conduit.connectors._csvlines import finish
+    from conduit.connectors.files.csv_tolerant import finish
 
     schema = dict.fromkeys(names, pl.String)
 

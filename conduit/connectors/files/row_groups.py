@@ -25,8 +25,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from conduit.connectors._storage import is_url
 from conduit.connectors.base import Seekable
+from conduit.connectors.files.storage import is_url
 from conduit.schema import without_views
 
 

@@ -21,14 +21,14 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from conduit.connectors._storage import is_url
+from conduit.connectors.files.storage import is_url
 from conduit.errors import ConfigError
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from conduit.connectors._file_dest import FileDestination
     from conduit.connectors.base import Load
+    from conduit.connectors.files.destination import FileDestination
 
 MAX_OPEN_FILES = 32  # partitions written at once per chunk; the least recent is closed beyond
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
