@@ -15,7 +15,7 @@ import pytest
 
 from conduit.connectors.base import RECHECK, ROW_NUMBER
 from conduit.connectors.files import blocks
-from conduit.connectors.files.source import CsvOptions
+from conduit.connectors.files.options import CsvOptions
 
 sys.path.insert(0, str(Path(__file__).parent / "quality"))
 from helpers import assert_invariant, run_one

@@ -17,7 +17,7 @@ tolerant path.
 Examples
 --------
 >>> import io
->>> from conduit.connectors.files.source import CsvOptions
+>>> from conduit.connectors.files.options import CsvOptions
 >>> data = b'a,b\\n1,"x\\ny"\\n2,z\\n'
 >>> [df.rows() for df in csv(io.BytesIO(data), CsvOptions(), ["a", "b"], skip=0, batch_size=10)]
 [[(1, '1', 'x\\ny', False), (2, '2', 'z', False)]]
@@ -38,7 +38,7 @@ import polars as pl
 from conduit.connectors.base import ROW_NUMBER
 
 if TYPE_CHECKING:
-    from conduit.connectors.files.source import CsvOptions
+    from conduit.connectors.files.options import CsvOptions
 
 BLOCK = 4 << 20  # 2 MiB: 30 MiB less, 5% slower; 8 MiB: 50 MiB more, 5% faster (TPC-H lineitem)
 

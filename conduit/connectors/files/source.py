@@ -13,7 +13,7 @@ a silent NULL.
 On object stores the glob is listed afresh on every run (fsspec's listing cache is
 dropped), so new objects are picked up; they are read with ranged requests (Parquet
 row groups, CSV blocks), never downloading a whole object first.
-Destinations live in :mod:`conduit.connectors.files.destination`.
+The destinations live in :mod:`conduit.connectors.files.formats`.
 """
 
 from __future__ import annotations
@@ -25,79 +25,21 @@ from collections.abc import Iterator
 from typing import Any, ClassVar, Literal
 
 import polars as pl
-from pydantic import Field
 
-from conduit.config import Strict
 from conduit.connectors.base import (
     ROW_NUMBER,
-    Connector,
     Incremental,
     LocalFile,
     Part,
     Source,
     Task,
 )
-from conduit.connectors.files.destination import (  # noqa: F401 - re-exported
-    CsvDestination,
-    FileDestination,
-    FileDestinationOptions,
-    NdjsonDestination,
-    ParquetDestination,
-)
+from conduit.connectors.files.options import CsvOptions, CsvSourceOptions, FileSourceOptions, JsonOptions, JsonSourceOptions, ParquetSourceOptions
 from conduit.connectors.files.storage import bucket, describe, filesystem, is_url, polars_storage_options
 from conduit.errors import ConfigError, SourceError
 
 _GLOB_CHARS = set("*?[")
 _UTF8 = {"utf-8", "utf8", "utf-8-sig", "utf8-sig"}
-
-
-class CsvOptions(Strict):
-    """``options:`` of a CSV source."""
-
-    delimiter: str = Field(default=",", min_length=1, max_length=1)
-    quote: str | None = '"'
-    encoding: str = "utf-8"
-    header: bool = True
-    null_values: list[str] = Field(default_factory=list)
-    infer_rows: int = Field(default=100_000, gt=0)
-    comment: str | None = None
-    skip_rows: int = Field(default=0, ge=0)
-
-
-class JsonOptions(Strict):
-    """``options:`` of an NDJSON / JSON source."""
-
-    infer_rows: int = Field(default=10_000, gt=0)
-
-
-class ParquetOptions(Strict):
-    """``options:`` of a Parquet source (none yet)."""
-
-
-class FileSourceOptions(Strict):
-    """Keys of a file source."""
-
-    path: str = "."
-    storage_options: dict[str, Any] = Field(default_factory=dict)
-    options: Any = None
-
-
-class CsvSourceOptions(FileSourceOptions):
-    """Keys of a CSV source."""
-
-    options: CsvOptions = Field(default_factory=CsvOptions)
-
-
-class JsonSourceOptions(FileSourceOptions):
-    """Keys of an NDJSON / JSON source."""
-
-    options: JsonOptions = Field(default_factory=JsonOptions)
-
-
-class ParquetSourceOptions(FileSourceOptions):
-    """Keys of a Parquet source."""
-
-    options: ParquetOptions = Field(default_factory=ParquetOptions)
 
 
 class FileSource(Source):
@@ -384,7 +326,3 @@ def _transcode(fs: Any, url: str, encoding: str) -> str:
 
 
 FileFormat = Literal["csv", "ndjson", "json", "parquet"]
-CSV = Connector("csv", CsvSource, CsvDestination)
-NDJSON = Connector("ndjson", NdjsonSource, NdjsonDestination)
-JSON = Connector("json", JsonSource, None)
-PARQUET = Connector("parquet", ParquetSource, ParquetDestination)
