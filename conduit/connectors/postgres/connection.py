@@ -30,7 +30,7 @@ from conduit.errors import ConnectionFailed, DestinationError
 
 
 class PostgresOptions(Strict):
-    """Keys of a PostgreSQL source or destination (SPEC section 1)."""
+    """Keys of a PostgreSQL source or destination."""
 
     connection_string: str | None = None
     host: str | None = None
