@@ -28,7 +28,7 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 import polars as pl
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 BLOCK = 4 << 20  # bytes per block: smaller holds less memory, larger parses a little faster
 
 
-def csv(fh: Any, opts: CsvOptions, names: list[str], skip: int, batch_size: int) -> Iterator[pl.DataFrame]:
+def csv(fh: BinaryIO, opts: CsvOptions, names: list[str], skip: int, batch_size: int) -> Iterator[pl.DataFrame]:
     """Frames of at most ``batch_size`` records numbered above ``skip``: row number, text columns, recheck mark."""
     from conduit.connectors.files.csv_tolerant import finish
 
@@ -64,7 +64,7 @@ def csv(fh: Any, opts: CsvOptions, names: list[str], skip: int, batch_size: int)
         yield finish(df, names, opts.null_values)
 
 
-def ndjson(fh: Any, schema: pl.Schema, skip: int, batch_size: int) -> Iterator[pl.DataFrame]:
+def ndjson(fh: BinaryIO, schema: pl.Schema, skip: int, batch_size: int) -> Iterator[pl.DataFrame]:
     """Frames of at most ``batch_size`` rows numbered above ``skip`` (blank lines are not rows), typed by ``schema``."""
 
     def parse(block: bytes, first: bool) -> pl.DataFrame:
@@ -115,7 +115,7 @@ def _parallel(parse: Callable[[bytes, bool], pl.DataFrame], blocks: Iterator[byt
             yield parsing.popleft().result()
 
 
-def _blocks(fh: Any, quote: str | None) -> Iterator[bytes]:
+def _blocks(fh: BinaryIO, quote: str | None) -> Iterator[bytes]:
     """The stream in pieces of about :data:`BLOCK` bytes that end at a record boundary.
 
     Each block is copied once (the previous block's unfinished record joined in front).

@@ -159,7 +159,7 @@ def split_partitions(batch: pa.RecordBatch, cols: list[str]) -> list[tuple[str, 
     return out
 
 
-def _hive_value(value: Any) -> str:
+def _hive_value(value: object) -> str:
     if value is None:
         return HIVE_NULL
     text = value.isoformat() if hasattr(value, "isoformat") else str(value)

@@ -43,6 +43,8 @@ from conduit.connectors.files.storage import bucket, describe, filesystem, is_ur
 from conduit.errors import ConduitError, ConfigError, DestinationError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pyarrow as pa
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -81,7 +83,7 @@ class FileDestination(Destination):
     capabilities = Capabilities(write_modes=frozenset({"append", "replace"}), schema_evolution=False)
     ext: ClassVar[str]
 
-    def __init__(self, name: str, options: FileDestinationOptions, project_dir: Any):
+    def __init__(self, name: str, options: FileDestinationOptions, project_dir: Path):
         super().__init__(name, options, project_dir)
         import os
 

@@ -53,13 +53,13 @@ class RowGroups(Seekable):
             first += 1
         return before, self._read(first, batch_size, self._plain_strings(want))
 
-    def _read(self, first: int, batch_size: int, metadata: Any = None) -> Iterator[pa.RecordBatch]:
+    def _read(self, first: int, batch_size: int, metadata: pq.FileMetaData | None = None) -> Iterator[pa.RecordBatch]:
         with self._open() as fh:
             file = pq.ParquetFile(fh) if metadata is None else pq.ParquetFile(fh, metadata=metadata, binary_type=pa.large_binary())
             for group in range(first, len(self.rows)):
                 yield from file.iter_batches(batch_size=batch_size, row_groups=[group])
 
-    def _plain_strings(self, want: pa.Schema | None) -> Any:
+    def _plain_strings(self, want: pa.Schema | None) -> pq.FileMetaData | None:
         """The file's metadata without its stored Arrow schema, when that schema asks for string views that ``want`` does not.
 
         pyarrow then decodes strings straight into ``large_string`` (the stored schema

@@ -21,7 +21,8 @@ from __future__ import annotations
 import codecs
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import polars as pl
@@ -49,7 +50,7 @@ class FileSource(Source):
     format: ClassVar[str]
     extensions: ClassVar[tuple[str, ...]]
 
-    def __init__(self, name: str, options: FileSourceOptions, project_dir: Any):
+    def __init__(self, name: str, options: FileSourceOptions, project_dir: Path):
         super().__init__(name, options, project_dir)
         self.format_opts = options.options
         base = options.path
@@ -133,7 +134,7 @@ class CsvSource(FileSource):
     Options = CsvSourceOptions
     format, extensions = "csv", (".csv", ".csv.gz", ".tsv", ".txt")
 
-    def __init__(self, name: str, options: FileSourceOptions, project_dir: Any):
+    def __init__(self, name: str, options: FileSourceOptions, project_dir: Path):
         super().__init__(name, options, project_dir)
         self._transcoded: dict[str, str] = {}
 
@@ -190,7 +191,7 @@ class CsvSource(FileSource):
         with open(source, "rb") if source != url else self.fs.open(url, "rb", compression="infer") as fh:
             yield from blocks.csv(fh, self.format_opts, names, after, batch_size)
 
-    def _fallback(self, url: str, names: list[str]) -> Any:
+    def _fallback(self, url: str, names: list[str]) -> Callable[[int, int], Iterator[pl.DataFrame]]:
         from conduit.connectors.files import csv_tolerant
 
         def read(after: int, batch_size: int) -> Iterator[pl.DataFrame]:
