@@ -80,7 +80,7 @@ class DuckDBSource(Source):
             raise SourceError(msg)
         _open(self._path(), True, self.options).close()
 
-    def query(self, task: Task) -> tuple[str, list[Any]]:
+    def query(self, task: Task) -> tuple[str, list[object]]:
         """The SQL and parameters for ``task``; the high-water mark is a bound parameter."""
         res = task.resource
         sql = res.query or f"SELECT * FROM {qualified(res.table or res.name, self.options.db_schema)}"
@@ -213,7 +213,7 @@ class DuckDBDestination(Destination):
         finally:
             con.unregister("_conduit_batches")
 
-    def _insert(self, load: Load, chunk: StagedChunk, select: str, params: list[Any], whole: bool = False) -> int:
+    def _insert(self, load: Load, chunk: StagedChunk, select: str, params: list[object], whole: bool = False) -> int:
         """One transaction: the stage (created like ``_conduit_batches``) gets ``select``'s rows, the ledger the chunk."""
         import duckdb
 

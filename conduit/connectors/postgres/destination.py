@@ -32,6 +32,7 @@ from conduit.retry import call
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from conduit.connectors.postgres.publish import Statements
     from conduit.schema import Change
 
 
@@ -120,7 +121,7 @@ class PostgresDestination(Destination):
         """``<db_schema>.<resource>``."""
         return f"{self.options.db_schema}.{resource}"
 
-    def _run(self, statements: list[tuple[str, Any]], what: str, conn: Any = None) -> list[int]:
+    def _run(self, statements: Statements, what: str, conn: Any = None) -> list[int]:
         """Run statements in one transaction on ``conn`` (main); return their row counts."""
         conn = conn or self.conn
         counts: list[int] = []
@@ -136,7 +137,7 @@ class PostgresDestination(Destination):
             raise error(exc, what) from None
         return counts
 
-    def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    def _fetch(self, sql: str, params: list[object]) -> list[tuple[Any, ...]]:
         conn = self.conn
         try:
             with conn.cursor() as cur:
@@ -178,11 +179,11 @@ class PostgresDestination(Destination):
             return f"ALTER TABLE {t} ALTER COLUMN {quote(change.column)} TYPE {pg_column(change.source_type).final};"
         return None
 
-    def _evolved(self, load: Load, target: list[tuple[str, str, bool, str]]) -> tuple[list[tuple[str, Any]], list[tuple[str, str, bool, str]]]:
+    def _evolved(self, load: Load, target: list[tuple[str, str, bool, str]]) -> tuple[Statements, list[tuple[str, str, bool, str]]]:
         """The DDL for ``load.changes`` (run inside the publish transaction) and the catalog after it."""
         from conduit.connectors.postgres.types import pg_column
 
-        statements = [(s.rstrip(";"), None) for s in (self.ddl_for(load.table, c) for c in load.changes) if s]
+        statements: Statements = [(s.rstrip(";"), None) for s in (self.ddl_for(load.table, c) for c in load.changes) if s]
         after = {c: (c, t, nn, p) for c, t, nn, p in target}
         persistence = target[0][3]
         for change in load.changes:
@@ -334,7 +335,7 @@ class PostgresDestination(Destination):
         stage = self._catalog(f"{db_schema}.{name}")
         target = self._catalog(load.table)
         staged_rows = sum(c.rows for c in self.staged(load))
-        evolve: list[tuple[str, Any]] = []
+        evolve: Statements = []
         if target is not None and load.changes and load.write_mode != "replace":
             evolve, target = self._evolved(load, target)
         statements, counted = plan_publish(load, self.options.db_schema, stage, target, name)
@@ -359,7 +360,7 @@ class PostgresDestination(Destination):
         """Commit the rows COPYed straight into the target, with the load's record."""
         rows = self._appended.pop(load.load_id, 0)
         db_schema, name = self._stage_ref(load)
-        statements: list[tuple[str, Any]] = [
+        statements: Statements = [
             (f"DROP TABLE IF EXISTS {quote(db_schema)}.{quote(name)}", None),  # an earlier attempt's empty stage
             (RECORD.format(ledger=self.ledger, marks=", ".join(["%s"] * 6)), record_values(load, rows)),
         ]
@@ -375,7 +376,7 @@ class PostgresDestination(Destination):
         self._appended.pop(load.load_id, None)
         name = stage_name(load.load_id)
         schemas = self._fetch("SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = $1", [name])
-        statements: list[tuple[str, Any]] = [(f"DROP TABLE IF EXISTS {quote(s[0])}.{quote(name)}", None) for s in schemas]
+        statements: Statements = [(f"DROP TABLE IF EXISTS {quote(s[0])}.{quote(name)}", None) for s in schemas]
         statements.append((f"DELETE FROM {self.ledger}._conduit_chunks WHERE load_id = $1", [load.load_id]))
         self._run(statements, f"{load.resource}: dropping staged data failed")
         with self._lock:

@@ -18,13 +18,15 @@ Examples
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 from conduit._sql import column_list, qualified, quote, split_table
 from conduit.connectors.base import SEQ, Load
 
 Catalog = list[tuple[str, str, bool, str]]
-Statements = list[tuple[str, Any]]  # params: a list, None, or a function of the row counts so far
+Params = list[object] | Callable[[list[int]], list[object]] | None
+"""A statement's parameters: a list, None, or a function of the row counts of the statements before it."""
+Statements = list[tuple[str, Params]]
 
 
 def final_columns(load: Load, stage: Catalog | None) -> list[tuple[str, str, bool]]:

@@ -8,7 +8,6 @@ parameter.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from conduit._sql import qualified, quote, split_table
 from conduit.connectors.base import Capabilities, Part, Source, Task
@@ -31,7 +30,7 @@ class PostgresSource(Source):
         """The URI without password."""
         return describe(self.options)
 
-    def query(self, task: Task) -> tuple[str, list[Any]]:
+    def query(self, task: Task) -> tuple[str, list[object]]:
         """The SQL and parameters for ``task``; the high-water mark is a bound parameter ($1)."""
         res = task.resource
         sql = res.query or f"SELECT * FROM {qualified(res.table or res.name, self.options.db_schema)}"
