@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from conduit._sql import qualified, quote, split_table
 from conduit.connectors.base import SEQ, Capabilities, Destination, Load, StagedChunk
@@ -30,10 +31,17 @@ from conduit.errors import StagingLost
 from conduit.retry import call
 
 if TYPE_CHECKING:
+    import adbc_driver_manager.dbapi as adbc
+    import psycopg
+
+    CopyConnection = psycopg.Connection[tuple[Any, ...]]
+    Connection = adbc.Connection | CopyConnection
     import pyarrow as pa
 
     from conduit.connectors.postgres.publish import Statements
     from conduit.schema import Change
+
+_C = TypeVar("_C", bound="Connection")
 
 
 class PostgresDestination(Destination):
@@ -45,29 +53,29 @@ class PostgresDestination(Destination):
     def __init__(self, name: str, options: PostgresOptions, project_dir: Path):
         super().__init__(name, options, project_dir)
         self.capabilities = replace(type(self).capabilities, parallel_stage=options.copy_streams)  # type: ignore[misc]
-        self._main: Any = None
+        self._main: adbc.Connection | None = None
         self._local = threading.local()
-        self._all: list[Any] = []
+        self._all: list[Connection] = []
         self._lock = threading.RLock()
         self._ready: set[str] = set()
         self._direct: dict[str, bool] = {}  # load id -> COPY straight into the target
         self._appended: dict[str, int] = {}  # load id -> rows COPYed into the target, not yet committed
-        self._append_conn: Any = None
+        self._append_conn: CopyConnection | None = None
         self.ledger = quote(options.db_schema)
 
     # --- connections ------------------------------------------------------------
 
-    def _connect(self, opener: Any = connect) -> Any:
+    def _connect(self, opener: Callable[[PostgresOptions, str], _C]) -> _C:
         conn = call(lambda: opener(self.options, f"destination {self.name}"))
         with self._lock:
             self._all.append(conn)
         return conn
 
     @property
-    def conn(self) -> Any:
+    def conn(self) -> adbc.Connection:
         """The main connection (DDL, ledger, publish); the ledger tables exist once it is open."""
         if self._main is None:
-            self._main = self._connect()
+            self._main = self._connect(connect)
             with self._main.cursor() as cur:
                 try:
                     cur.execute(f"CREATE SCHEMA IF NOT EXISTS {self.ledger}")
@@ -80,7 +88,7 @@ class PostgresDestination(Destination):
                         raise error(exc, f"destination {self.name}: creating the ledger tables failed") from None
         return self._main
 
-    def _worker(self) -> Any:
+    def _worker(self) -> CopyConnection:
         """This thread's staging connection (psycopg; parallel staging: one per worker)."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
@@ -93,7 +101,7 @@ class PostgresDestination(Destination):
             conn.commit()
         return conn
 
-    def _appender(self) -> Any:
+    def _appender(self) -> CopyConnection:
         """The connection whose open transaction holds the rows of a direct append (synchronous commit)."""
         if self._append_conn is None:
             self.conn  # noqa: B018 - ledger tables first
@@ -121,7 +129,7 @@ class PostgresDestination(Destination):
         """``<db_schema>.<resource>``."""
         return f"{self.options.db_schema}.{resource}"
 
-    def _run(self, statements: Statements, what: str, conn: Any = None) -> list[int]:
+    def _run(self, statements: Statements, what: str, conn: Connection | None = None) -> list[int]:
         """Run statements in one transaction on ``conn`` (main); return their row counts."""
         conn = conn or self.conn
         counts: list[int] = []
