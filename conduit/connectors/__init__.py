@@ -33,8 +33,8 @@ BUILTINS: dict[str, str] = {
     "parquet": "conduit.connectors.files:PARQUET",
     "duckdb": "conduit.connectors.duckdb:CONNECTOR",
     "postgresql": "conduit.connectors.postgres:CONNECTOR",
-    "snowflake": "conduit.connectors.snowflake:CONNECTOR",
-    "bigquery": "conduit.connectors.bigquery:CONNECTOR",
+    "snowflake": "conduit.connectors.warehouses.snowflake:CONNECTOR",
+    "bigquery": "conduit.connectors.warehouses.bigquery:CONNECTOR",
 }
 ENTRY_POINT_GROUP = "conduit.connectors"
 

@@ -129,7 +129,7 @@ class PostgresHarness:
         """The whole table; numeric becomes decimal(p,s), jsonb stays JSON text."""
         import adbc_driver_postgresql.dbapi as pg
 
-        from conduit.connectors._pg_types import readable, readable_schema
+        from conduit.connectors.postgres.types import readable, readable_schema
 
         with pg.connect(self.uri, autocommit=True) as conn, conn.cursor() as cur:
             cur.execute(f"SELECT * FROM {_qualified(table)}")

@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 from stand_ins import servers
 
-from conduit.connectors._snowflake_sql import arrow_name, ident, name
+from conduit.connectors.warehouses.snowflake_sql import arrow_name, ident, name
 
 DATABASE = "CONDUIT_TEST"
 

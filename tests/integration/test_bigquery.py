@@ -20,7 +20,7 @@ from conformance.harness_bigquery import BigQueryHarness
 import conduit
 from conduit.config import ResolvedTable
 from conduit.connectors.base import SEQ, Load, StagedChunk
-from conduit.connectors.bigquery import BigQueryDestination, BigQueryOptions
+from conduit.connectors.warehouses.bigquery import BigQueryDestination, BigQueryOptions
 from conduit.errors import DestinationError
 
 

@@ -18,7 +18,8 @@ import s3fs
 
 from conduit.config import ResolvedTable
 from conduit.connectors.base import Load, StagedChunk
-from conduit.connectors.files import FileDestinationOptions, ParquetDestination
+from conduit.connectors.files.destination import FileDestinationOptions
+from conduit.connectors.files.formats import ParquetDestination
 from conduit.errors import DestinationError
 
 

@@ -1,7 +1,7 @@
 """The vectorized binary COPY encoder against a real server, checked against ADBC's encoder.
 
 Every batch is COPYed twice into tables of the same DDL: once through
-:class:`~conduit.connectors._pg_copy.CopyEncoder` + psycopg, once through
+:class:`~conduit.connectors.postgres.copy_encoder.CopyEncoder` + psycopg, once through
 ``adbc_ingest`` (the driver's own encoder, an independent path). The tables must hold
 the same rows (``EXCEPT ALL`` both ways).
 """
@@ -17,8 +17,8 @@ import pyarrow as pa
 import pytest
 
 from conduit._sql import quote
-from conduit.connectors._pg_copy import HEADER, TRAILER, CopyEncoder
-from conduit.connectors._pg_types import cast_batch, columns_for, stage_schema
+from conduit.connectors.postgres.copy_encoder import HEADER, TRAILER, CopyEncoder
+from conduit.connectors.postgres.types import cast_batch, columns_for, stage_schema
 
 pytestmark = pytest.mark.postgres
 

@@ -162,7 +162,8 @@ def test_validate_connection_errors(tmp_path: Path, pg_uri: str, keys: dict[str,
 
 
 def test_constraint_error_has_sqlstate_and_is_not_retried(tmp_path: Path, pg_uri: str, pg_schema: str) -> None:
-    from conduit.connectors.postgres import PostgresDestination, PostgresOptions
+    from conduit.connectors.postgres.connection import PostgresOptions
+    from conduit.connectors.postgres.destination import PostgresDestination
     from conduit.errors import DestinationError
 
     dest = PostgresDestination("pg", PostgresOptions(connection_string=pg_uri, db_schema=pg_schema), tmp_path)

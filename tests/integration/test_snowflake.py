@@ -22,7 +22,7 @@ from conformance.harness_snowflake import SnowflakeHarness
 import conduit
 from conduit.config import ResolvedTable
 from conduit.connectors.base import SEQ, Load, StagedChunk
-from conduit.connectors.snowflake import SnowflakeDestination, SnowflakeOptions
+from conduit.connectors.warehouses.snowflake import SnowflakeDestination, SnowflakeOptions
 from conduit.errors import ConnectionFailed, DestinationError
 
 

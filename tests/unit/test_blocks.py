@@ -13,9 +13,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from conduit.connectors import _blocks
 from conduit.connectors.base import RECHECK, ROW_NUMBER
-from conduit.connectors.files import CsvOptions
+from conduit.connectors.files import blocks
+from conduit.connectors.files.options import CsvOptions
 
 sys.path.insert(0, str(Path(__file__).parent / "quality"))
 from helpers import assert_invariant, run_one
@@ -44,9 +44,9 @@ def reference(text: str, skip: int) -> list[tuple[int, str, str, str]]:
 @pytest.mark.parametrize("block", [61, 500, 4096])
 @pytest.mark.parametrize(("skip", "batch_size"), [(0, 7), (0, 1000), (37, 50), (150, 13)])
 def test_blocks_equal_a_whole_file_parse(monkeypatch: pytest.MonkeyPatch, block: int, skip: int, batch_size: int) -> None:
-    monkeypatch.setattr(_blocks, "BLOCK", block)
+    monkeypatch.setattr(blocks, "BLOCK", block)
     text = messy_csv(200, seed=block + skip)
-    frames = list(_blocks.csv(io.BytesIO(text.encode()), CsvOptions(), NAMES, skip, batch_size))
+    frames = list(blocks.csv(io.BytesIO(text.encode()), CsvOptions(), NAMES, skip, batch_size))
     assert all(0 < f.height <= batch_size for f in frames)
     got = pl.concat(frames)
     assert got.columns == [ROW_NUMBER, *NAMES, RECHECK]
@@ -55,10 +55,10 @@ def test_blocks_equal_a_whole_file_parse(monkeypatch: pytest.MonkeyPatch, block:
 
 
 def test_a_record_longer_than_a_block_is_read_whole(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_blocks, "BLOCK", 16)
+    monkeypatch.setattr(blocks, "BLOCK", 16)
     long = "x\n" * 100
     text = f'id,note,amount\n1,"{long}",2\n3,y,4\n'
-    got = pl.concat(list(_blocks.csv(io.BytesIO(text.encode()), CsvOptions(), NAMES, 0, 10)))
+    got = pl.concat(list(blocks.csv(io.BytesIO(text.encode()), CsvOptions(), NAMES, 0, 10)))
     assert got.select(ROW_NUMBER, "note").rows() == [(1, long), (2, "y")]
 
 
@@ -73,12 +73,12 @@ def test_a_record_longer_than_a_block_is_read_whole(monkeypatch: pytest.MonkeyPa
     ],
 )
 def test_boundary_is_the_last_newline_outside_quotes(data: bytes, quote: str | None, want: int) -> None:
-    assert _blocks.boundary(data, quote) == want
+    assert blocks.boundary(data, quote) == want
 
 
 def test_many_blocks_with_a_bom_skipped_lines_a_gzip_and_a_ragged_row_deep_inside(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """End to end: the row after the bad one is neither lost nor loaded twice, across block cuts."""
-    monkeypatch.setattr(_blocks, "BLOCK", 256)
+    monkeypatch.setattr(blocks, "BLOCK", 256)
     body = messy_csv(400, seed=7).split("\n", 1)[1]
     lines = body.split("\n")
     text = "\ufeffexported by a tool\n" + ",".join(NAMES) + "\n" + body.replace("\n250,", "\n250,extra,", 1)
@@ -121,10 +121,10 @@ def ndjson_lines(rows: int, seed: int) -> list[str]:
 @pytest.mark.parametrize("block", [50, 700])
 @pytest.mark.parametrize(("skip", "batch_size"), [(0, 9), (33, 1000), (120, 17)])
 def test_ndjson_blocks_equal_pythons_json(monkeypatch: pytest.MonkeyPatch, block: int, skip: int, batch_size: int) -> None:
-    monkeypatch.setattr(_blocks, "BLOCK", block)
+    monkeypatch.setattr(blocks, "BLOCK", block)
     lines = ndjson_lines(150, seed=block + skip)
     schema = pl.Schema({"id": pl.Int64, "note": pl.String, "tags": pl.List(pl.Int64), "x": pl.Struct({"y": pl.Float64})})
-    frames = list(_blocks.ndjson(io.BytesIO("\n".join(lines).encode()), schema, skip, batch_size))
+    frames = list(blocks.ndjson(io.BytesIO("\n".join(lines).encode()), schema, skip, batch_size))
     assert all(0 < f.height <= batch_size for f in frames)
     got = pl.concat(frames)
     want = [json.loads(line) for line in lines if line.strip()]
@@ -133,7 +133,7 @@ def test_ndjson_blocks_equal_pythons_json(monkeypatch: pytest.MonkeyPatch, block
 
 
 def test_big_ndjson_with_a_bad_line_deep_inside_loads_every_good_row_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_blocks, "BLOCK", 300)
+    monkeypatch.setattr(blocks, "BLOCK", 300)
     lines = ndjson_lines(400, seed=3)
     bad = next(i for i, line in enumerate(lines) if '"id": 300,' in line)
     lines[bad] = '{"id": 300, "note": oops}'

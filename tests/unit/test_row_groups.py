@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conduit.connectors._row_groups import RowGroups
+from conduit.connectors.files.row_groups import RowGroups
 
 PLAIN = pa.schema([("id", pa.int64()), ("name", pa.large_string()), ("blob", pa.large_binary())])
 

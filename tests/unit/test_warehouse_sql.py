@@ -13,8 +13,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from conduit.connectors import _bigquery_sql as bq
-from conduit.connectors import _snowflake_sql as sf
+from conduit.connectors.warehouses import bigquery_sql as bq
+from conduit.connectors.warehouses import snowflake_sql as sf
 from conduit.errors import DestinationError
 
 GOLDEN = Path(__file__).parents[1] / "golden" / "warehouse"

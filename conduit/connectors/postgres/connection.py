@@ -19,7 +19,8 @@ Examples
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field
@@ -28,9 +29,15 @@ from conduit import _secrets
 from conduit.config import Strict
 from conduit.errors import ConnectionFailed, DestinationError
 
+if TYPE_CHECKING:
+    import adbc_driver_manager.dbapi as adbc
+    import psycopg
+
+_C = TypeVar("_C")
+
 
 class PostgresOptions(Strict):
-    """Keys of a PostgreSQL source or destination (SPEC section 1)."""
+    """Keys of a PostgreSQL source or destination."""
 
     connection_string: str | None = None
     host: str | None = None
@@ -107,21 +114,21 @@ def error(exc: Exception, what: str) -> DestinationError:
     return DestinationError(msg, sqlstate=sqlstate, retryable=retryable)
 
 
-def connect(options: PostgresOptions, who: str, autocommit: bool = False) -> Any:
+def connect(options: PostgresOptions, who: str, autocommit: bool = False) -> adbc.Connection:
     """An ADBC connection; :class:`ConnectionFailed` (one line, no password) if it fails."""
     import adbc_driver_postgresql.dbapi as pg
 
     return _connected(lambda: pg.connect(build_uri(options), autocommit=autocommit), options, who)
 
 
-def connect_copy(options: PostgresOptions, who: str) -> Any:
+def connect_copy(options: PostgresOptions, who: str) -> psycopg.Connection[tuple[Any, ...]]:
     """A psycopg connection (binary COPY of pre-encoded rows); errors as :func:`connect`."""
     import psycopg
 
     return _connected(lambda: psycopg.connect(build_uri(options)), options, who)
 
 
-def _connected(open_: Any, options: PostgresOptions, who: str) -> Any:
+def _connected(open_: Callable[[], _C], options: PostgresOptions, who: str) -> _C:
     try:
         conn = open_()
     except Exception as exc:  # noqa: BLE001 - every driver failure becomes one line

@@ -1,10 +1,10 @@
-"""PostgreSQL as a source (query or table, streamed) and as a destination (binary COPY).
+"""PostgreSQL as a destination (binary COPY).
 
-Destination: each chunk is binary-COPYed into ``_conduit_stage_<load>`` in the
+Each chunk is binary-COPYed into ``_conduit_stage_<load>`` in the
 target's schema, in one transaction with its ``_conduit_chunks`` row; several chunks
 stage at once on separate connections (``copy_streams``). Rows are encoded column by
-column (:mod:`conduit.connectors._pg_copy`) and sent through psycopg's COPY: ADBC's
-``adbc_ingest`` encodes value by value and cost ~4x the client CPU (see the README). When the stage
+column (:mod:`conduit.connectors.postgres.copy_encoder`) and sent through psycopg's COPY: ADBC's
+``adbc_ingest`` encodes value by value, at several times the client CPU. When the stage
 will become the target (a new table, ``replace``) it is a regular table that publish
 renames (zero copy); otherwise it is UNLOGGED and publish INSERTs or MERGEs from it.
 Publish is one transaction that also records the load id in ``_conduit_loads``.
@@ -12,131 +12,36 @@ Publish is one transaction that also records the load id in ``_conduit_loads``.
 An append into an existing table whose column types match skips the stage: its chunks
 are COPYed straight into the target, on one connection, in one transaction that the
 publish commits (see :meth:`PostgresDestination.stage_streams`).
-
-Source: ``cursor.fetch_record_batch()`` streams Arrow batches; ``numeric`` columns
-become ``decimal(p,s)`` from the type modifier ADBC reports; an incremental mark is a
-bound parameter.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from conduit._sql import qualified, quote, split_table
-from conduit.connectors._pg_conn import PostgresOptions, connect, connect_copy, describe, error, ping
-from conduit.connectors.base import SEQ, Capabilities, Connector, Destination, Load, Part, Source, StagedChunk, Task
-from conduit.errors import SourceError, StagingLost
+from conduit.connectors.base import SEQ, Capabilities, Destination, Load, StagedChunk
+from conduit.connectors.postgres.connection import PostgresOptions, connect, connect_copy, describe, error, ping
+from conduit.connectors.postgres.ledger import CATALOG, LEDGER, RECORD, TARGET, record_values, stage_name
+from conduit.errors import StagingLost
 from conduit.retry import call
 
 if TYPE_CHECKING:
+    import adbc_driver_manager.dbapi as adbc
+    import psycopg
+
+    CopyConnection = psycopg.Connection[tuple[Any, ...]]
+    Connection = adbc.Connection | CopyConnection
     import pyarrow as pa
 
+    from conduit.connectors.postgres.publish import Statements
     from conduit.schema import Change
 
-_LEDGER = [
-    "CREATE TABLE IF NOT EXISTS {s}._conduit_chunks (load_id text, chunk integer, part text, rows_read_end bigint, rows bigint, PRIMARY KEY (load_id, chunk))",
-    "CREATE TABLE IF NOT EXISTS {s}._conduit_loads (load_id text PRIMARY KEY, run_id text, resource text, table_name text, write_mode text, rows bigint, published_at timestamptz DEFAULT now())",
-]
-_CATALOG = """SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, c.relpersistence
-FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"""
-
-
-_RECORD = "INSERT INTO {ledger}._conduit_loads (load_id, run_id, resource, table_name, write_mode, rows) VALUES ({marks})"
-"""A published load's ledger row; ``marks`` are the driver's placeholders (ADBC ``$1``, psycopg ``%s``)."""
-
-
-def _record_values(load: Load, rows: int) -> list[Any]:
-    return [load.load_id, load.run_id, load.resource, load.table, load.write_mode, rows]
-
-
-_TARGET = """SELECT c.relkind IN ('r', 'p') AND NOT c.relhasrules AND NOT c.relrowsecurity
-  AND NOT EXISTS (SELECT 1 FROM {ledger}._conduit_chunks WHERE load_id = $3)
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2"""
-"""Whether a table takes COPY as it takes INSERT (COPY ignores rules; row-level security refuses it), with nothing staged yet."""
-
-
-def stage_name(load_id: str) -> str:
-    """The staging table of a load: ``_conduit_stage_<load id>``, hashed to fit 63 bytes."""
-    import hashlib
-
-    name = f"_conduit_stage_{load_id}".replace("-", "_")
-    if len(name.encode()) <= 63:
-        return name
-    return name.encode()[:50].decode(errors="ignore") + "_" + hashlib.sha256(load_id.encode()).hexdigest()[:12]
-
-
-class PostgresSource(Source):
-    """``type: postgresql`` as a source: a resource's ``query``, or its table."""
-
-    Options = PostgresOptions
-    capabilities = Capabilities(incremental_pushdown=True)
-
-    def check(self) -> None:
-        """Connect and ``SELECT 1``."""
-        ping(self.options, f"source {self.name}")
-
-    def describe(self) -> str:
-        """The URI without password."""
-        return describe(self.options)
-
-    def query(self, task: Task) -> tuple[str, list[Any]]:
-        """The SQL and parameters for ``task``; the high-water mark is a bound parameter ($1)."""
-        res = task.resource
-        sql = res.query or f"SELECT * FROM {qualified(res.table or res.name, self.options.db_schema)}"
-        inc = task.incremental
-        if inc is not None and inc.value is not None:
-            return f"SELECT * FROM ({sql}) AS _conduit_q WHERE {quote(inc.column)} > $1", [inc.value]
-        return sql, []
-
-    def estimate_rows(self, task: Task) -> int | None:
-        """``reltuples`` of the table (no estimate for queries)."""
-        if task.resource.query:
-            return None
-        schema, name = split_table(task.resource.table or task.resource.name, self.options.db_schema)
-        conn = connect(self.options, f"source {self.name}", autocommit=True)
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT c.reltuples::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2", [schema, name])
-                row = cur.fetchone()
-            return int(row[0]) if row and row[0] is not None and row[0] >= 0 else None
-        finally:
-            conn.close()
-
-    def parts(self, task: Task) -> Iterator[Part]:
-        """One part: the query's Arrow stream, numeric columns as decimal(p,s)."""
-        import pyarrow as pa
-
-        from conduit.connectors._pg_types import readable, readable_schema
-
-        conn = call(lambda: connect(self.options, f"source {self.name}"))
-        sql, params = self.query(task)
-        cur = conn.cursor()
-        cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(32 << 20)})
-        try:
-            cur.execute(sql, params or None)
-            raw = cur.fetch_record_batch()
-            schema = readable_schema(raw.schema)
-        except SourceError:
-            cur.close()
-            conn.close()
-            raise
-        except Exception as exc:  # noqa: BLE001 - the server's message, one line
-            cur.close()
-            conn.close()
-            msg = str(error(exc, f"{task.resource.name}: query failed"))
-            raise SourceError(msg) from None
-        reader = pa.RecordBatchReader.from_batches(schema, (readable(b, schema) for b in raw))
-        try:
-            yield Part(name=f"postgresql:{task.resource.table or task.resource.name}" if not task.resource.query else "postgresql:query", frame=reader)
-        finally:
-            cur.close()
-            conn.close()
+_C = TypeVar("_C", bound="Connection")
 
 
 class PostgresDestination(Destination):
@@ -148,33 +53,33 @@ class PostgresDestination(Destination):
     def __init__(self, name: str, options: PostgresOptions, project_dir: Path):
         super().__init__(name, options, project_dir)
         self.capabilities = replace(type(self).capabilities, parallel_stage=options.copy_streams)  # type: ignore[misc]
-        self._main: Any = None
+        self._main: adbc.Connection | None = None
         self._local = threading.local()
-        self._all: list[Any] = []
+        self._all: list[Connection] = []
         self._lock = threading.RLock()
         self._ready: set[str] = set()
         self._direct: dict[str, bool] = {}  # load id -> COPY straight into the target
         self._appended: dict[str, int] = {}  # load id -> rows COPYed into the target, not yet committed
-        self._append_conn: Any = None
+        self._append_conn: CopyConnection | None = None
         self.ledger = quote(options.db_schema)
 
     # --- connections ------------------------------------------------------------
 
-    def _connect(self, opener: Any = connect) -> Any:
+    def _connect(self, opener: Callable[[PostgresOptions, str], _C]) -> _C:
         conn = call(lambda: opener(self.options, f"destination {self.name}"))
         with self._lock:
             self._all.append(conn)
         return conn
 
     @property
-    def conn(self) -> Any:
+    def conn(self) -> adbc.Connection:
         """The main connection (DDL, ledger, publish); the ledger tables exist once it is open."""
         if self._main is None:
-            self._main = self._connect()
+            self._main = self._connect(connect)
             with self._main.cursor() as cur:
                 try:
                     cur.execute(f"CREATE SCHEMA IF NOT EXISTS {self.ledger}")
-                    for sql in _LEDGER:
+                    for sql in LEDGER:
                         cur.execute(sql.format(s=self.ledger))
                     self._main.commit()
                 except Exception as exc:  # noqa: BLE001 - a concurrent first run may have created them
@@ -183,7 +88,7 @@ class PostgresDestination(Destination):
                         raise error(exc, f"destination {self.name}: creating the ledger tables failed") from None
         return self._main
 
-    def _worker(self) -> Any:
+    def _worker(self) -> CopyConnection:
         """This thread's staging connection (psycopg; parallel staging: one per worker)."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
@@ -196,7 +101,7 @@ class PostgresDestination(Destination):
             conn.commit()
         return conn
 
-    def _appender(self) -> Any:
+    def _appender(self) -> CopyConnection:
         """The connection whose open transaction holds the rows of a direct append (synchronous commit)."""
         if self._append_conn is None:
             self.conn  # noqa: B018 - ledger tables first
@@ -224,7 +129,7 @@ class PostgresDestination(Destination):
         """``<db_schema>.<resource>``."""
         return f"{self.options.db_schema}.{resource}"
 
-    def _run(self, statements: list[tuple[str, Any]], what: str, conn: Any = None) -> list[int]:
+    def _run(self, statements: Statements, what: str, conn: Connection | None = None) -> list[int]:
         """Run statements in one transaction on ``conn`` (main); return their row counts."""
         conn = conn or self.conn
         counts: list[int] = []
@@ -240,7 +145,7 @@ class PostgresDestination(Destination):
             raise error(exc, what) from None
         return counts
 
-    def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    def _fetch(self, sql: str, params: list[object]) -> list[tuple[Any, ...]]:
         conn = self.conn
         try:
             with conn.cursor() as cur:
@@ -257,21 +162,21 @@ class PostgresDestination(Destination):
     def _catalog(self, table: str) -> list[tuple[str, str, bool, str]] | None:
         """(column, type, not null, persistence) of a table, or None if it does not exist."""
         schema, name = split_table(table, self.options.db_schema)
-        rows = self._fetch(_CATALOG, [schema, name])
+        rows = self._fetch(CATALOG, [schema, name])
         return [(r[0], r[1], bool(r[2]), r[3]) for r in rows] or None
 
     def table_schema(self, table: str) -> pa.Schema | None:
         """Arrow schema of the table from the catalog (numeric(p,s) -> decimal128(p,s))."""
         import pyarrow as pa
 
-        from conduit.connectors._pg_types import arrow_for_catalog
+        from conduit.connectors.postgres.types import arrow_for_catalog
 
         cols = self._catalog(table)
         return None if cols is None else pa.schema([pa.field(c, arrow_for_catalog(t), not nn) for c, t, nn, _ in cols])
 
     def ddl_for(self, table: str, change: Change) -> str | None:
         """``ALTER TABLE`` adding or widening a column."""
-        from conduit.connectors._pg_types import pg_column
+        from conduit.connectors.postgres.types import pg_column
 
         t = qualified(table, self.options.db_schema)
         if change.source_type is None:
@@ -282,11 +187,11 @@ class PostgresDestination(Destination):
             return f"ALTER TABLE {t} ALTER COLUMN {quote(change.column)} TYPE {pg_column(change.source_type).final};"
         return None
 
-    def _evolved(self, load: Load, target: list[tuple[str, str, bool, str]]) -> tuple[list[tuple[str, Any]], list[tuple[str, str, bool, str]]]:
+    def _evolved(self, load: Load, target: list[tuple[str, str, bool, str]]) -> tuple[Statements, list[tuple[str, str, bool, str]]]:
         """The DDL for ``load.changes`` (run inside the publish transaction) and the catalog after it."""
-        from conduit.connectors._pg_types import pg_column
+        from conduit.connectors.postgres.types import pg_column
 
-        statements = [(s.rstrip(";"), None) for s in (self.ddl_for(load.table, c) for c in load.changes) if s]
+        statements: Statements = [(s.rstrip(";"), None) for s in (self.ddl_for(load.table, c) for c in load.changes) if s]
         after = {c: (c, t, nn, p) for c, t, nn, p in target}
         persistence = target[0][3]
         for change in load.changes:
@@ -306,7 +211,7 @@ class PostgresDestination(Destination):
 
     def _ensure_stage(self, load: Load, schema: pa.Schema) -> None:
         """Create the staging table once (committed) before any chunk is COPYed into it."""
-        from conduit.connectors._pg_types import columns_for
+        from conduit.connectors.postgres.types import columns_for
 
         with self._lock:
             if load.load_id in self._ready:
@@ -342,12 +247,12 @@ class PostgresDestination(Destination):
             return self._direct[load.load_id]
 
     def _can_append_directly(self, load: Load) -> bool:
-        from conduit.connectors._pg_types import catalog_name, columns_for
+        from conduit.connectors.postgres.types import catalog_name, columns_for
 
         if load.write_mode != "append" or load.changes or load.schema is None:
             return False
         schema, name = split_table(load.table, self.options.db_schema)
-        found = self._fetch(_TARGET.format(ledger=self.ledger), [schema, name, load.load_id])
+        found = self._fetch(TARGET.format(ledger=self.ledger), [schema, name, load.load_id])
         if not found or not found[0][0]:
             return False
         types = {c: t for c, t, _, _ in self._catalog(load.table) or []}
@@ -378,8 +283,8 @@ class PostgresDestination(Destination):
 
     def stage(self, load: Load, chunk: StagedChunk, batches: pa.RecordBatchReader) -> int:
         """COPY the chunk into the staging table and add its ledger row, in one transaction."""
-        from conduit.connectors._pg_copy import HEADER, TRAILER, CopyEncoder
-        from conduit.connectors._pg_types import cast_batch, columns_for, stage_schema
+        from conduit.connectors.postgres.copy_encoder import HEADER, TRAILER, CopyEncoder
+        from conduit.connectors.postgres.types import cast_batch, columns_for, stage_schema
 
         direct = self._appends_directly(load)
         db_schema, name = self._stage_ref(load)
@@ -428,7 +333,7 @@ class PostgresDestination(Destination):
 
     def publish(self, load: Load) -> int:
         """One transaction: staged rows into the target per write mode, plus the load record."""
-        from conduit.connectors._pg_publish import plan_publish
+        from conduit.connectors.postgres.publish import plan_publish
 
         if self.is_published(load):
             return 0
@@ -438,7 +343,7 @@ class PostgresDestination(Destination):
         stage = self._catalog(f"{db_schema}.{name}")
         target = self._catalog(load.table)
         staged_rows = sum(c.rows for c in self.staged(load))
-        evolve: list[tuple[str, Any]] = []
+        evolve: Statements = []
         if target is not None and load.changes and load.write_mode != "replace":
             evolve, target = self._evolved(load, target)
         statements, counted = plan_publish(load, self.options.db_schema, stage, target, name)
@@ -450,7 +355,7 @@ class PostgresDestination(Destination):
             return counts[counted] if counted is not None and counts[counted] >= 0 else staged_rows
 
         statements += [
-            (_RECORD.format(ledger=self.ledger, marks="$1, $2, $3, $4, $5, $6"), lambda counts: _record_values(load, rows_of(counts))),
+            (RECORD.format(ledger=self.ledger, marks="$1, $2, $3, $4, $5, $6"), lambda counts: record_values(load, rows_of(counts))),
             (f"DELETE FROM {self.ledger}._conduit_chunks WHERE load_id = $1", [load.load_id]),
         ]
         counts = self._run(statements, f"{load.resource}: publishing into {load.table} failed")
@@ -463,9 +368,9 @@ class PostgresDestination(Destination):
         """Commit the rows COPYed straight into the target, with the load's record."""
         rows = self._appended.pop(load.load_id, 0)
         db_schema, name = self._stage_ref(load)
-        statements: list[tuple[str, Any]] = [
+        statements: Statements = [
             (f"DROP TABLE IF EXISTS {quote(db_schema)}.{quote(name)}", None),  # an earlier attempt's empty stage
-            (_RECORD.format(ledger=self.ledger, marks=", ".join(["%s"] * 6)), _record_values(load, rows)),
+            (RECORD.format(ledger=self.ledger, marks=", ".join(["%s"] * 6)), record_values(load, rows)),
         ]
         self._run(statements, f"{load.resource}: publishing into {load.table} failed", conn=self._appender())
         self._direct.pop(load.load_id, None)
@@ -479,11 +384,8 @@ class PostgresDestination(Destination):
         self._appended.pop(load.load_id, None)
         name = stage_name(load.load_id)
         schemas = self._fetch("SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = $1", [name])
-        statements: list[tuple[str, Any]] = [(f"DROP TABLE IF EXISTS {quote(s[0])}.{quote(name)}", None) for s in schemas]
+        statements: Statements = [(f"DROP TABLE IF EXISTS {quote(s[0])}.{quote(name)}", None) for s in schemas]
         statements.append((f"DELETE FROM {self.ledger}._conduit_chunks WHERE load_id = $1", [load.load_id]))
         self._run(statements, f"{load.resource}: dropping staged data failed")
         with self._lock:
             self._ready.discard(load.load_id)
-
-
-CONNECTOR = Connector("postgresql", PostgresSource, PostgresDestination, extra="postgresql")

@@ -37,17 +37,18 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from pydantic import Field
 
 from conduit.config import Strict
-from conduit.connectors._chunk_files import ChunkWriter
-from conduit.connectors._storage import bucket, describe, filesystem, is_url
 from conduit.connectors.base import Capabilities, Destination, Load, StagedChunk
+from conduit.connectors.files.chunk_writer import ChunkWriter
+from conduit.connectors.files.storage import bucket, describe, filesystem, is_url
 from conduit.errors import ConduitError, ConfigError, DestinationError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pyarrow as pa
 
 _F = TypeVar("_F", bound=Callable[..., Any])
-_TEXT_CODECS = {"gzip": "gz", "zstd": "zst", "bz2": "bz2", "lz4": "lz4"}
-_PARQUET_CODECS = {"zstd", "snappy", "gzip", "brotli", "lz4", "none"}
+TEXT_CODECS = {"gzip": "gz", "zstd": "zst", "bz2": "bz2", "lz4": "lz4"}
 
 
 class FileDestinationOptions(Strict):
@@ -82,7 +83,7 @@ class FileDestination(Destination):
     capabilities = Capabilities(write_modes=frozenset({"append", "replace"}), schema_evolution=False)
     ext: ClassVar[str]
 
-    def __init__(self, name: str, options: FileDestinationOptions, project_dir: Any):
+    def __init__(self, name: str, options: FileDestinationOptions, project_dir: Path):
         super().__init__(name, options, project_dir)
         import os
 
@@ -140,7 +141,7 @@ class FileDestination(Destination):
 
     def _is_data(self, path: str) -> bool:
         name = path.rsplit("/", 1)[-1]
-        return not name.startswith(("_", ".")) and (name.endswith(f".{self.ext}") or any(name.endswith(f".{self.ext}.{e}") for e in _TEXT_CODECS.values()))
+        return not name.startswith(("_", ".")) and (name.endswith(f".{self.ext}") or any(name.endswith(f".{self.ext}.{e}") for e in TEXT_CODECS.values()))
 
     def _data_files(self, folder: str) -> list[str]:
         """Data files under ``folder``, recursively (partition folders), without the protocol."""
@@ -227,8 +228,8 @@ class FileDestination(Destination):
     def validate(self, load: Load) -> None:
         """Reject a compression this format cannot write."""
         codec = (load.options.compression or "").lower()
-        if codec and codec not in _TEXT_CODECS and codec != "none":
-            msg = f"destination {self.name}: compression {load.options.compression!r} is not supported for {self.ext}; use one of none, {', '.join(_TEXT_CODECS)}"
+        if codec and codec not in TEXT_CODECS and codec != "none":
+            msg = f"destination {self.name}: compression {load.options.compression!r} is not supported for {self.ext}; use one of none, {', '.join(TEXT_CODECS)}"
             raise ConfigError(msg)
 
     # --- publish ------------------------------------------------------------------
@@ -358,85 +359,6 @@ class FileDestination(Destination):
     def close_writer(self, writer: Any) -> None:
         """Finish a file."""
         writer.close()
-
-
-class _TextDestination(FileDestination):
-    """CSV / NDJSON: ``compression`` gzip, zstd, bz2 or lz4 compresses each file (``.csv.gz``)."""
-
-    def manifest(self, table: str) -> str:
-        """The table's manifest (outside its folder, so directory scans see only data files)."""
-        return f"{self.root}/_conduit_tables/{table}.json"
-
-    def suffix(self, load: Load) -> str:
-        """``csv`` or ``csv.gz`` etc."""
-        codec = (load.options.compression or "none").lower()
-        return self.ext if codec == "none" else f"{self.ext}.{_TEXT_CODECS[codec]}"
-
-    def wrap(self, raw: Any, load: Load) -> Any:
-        """A pyarrow compressed stream over the raw file."""
-        codec = (load.options.compression or "none").lower()
-        if codec == "none":
-            return raw
-        import pyarrow as pa
-
-        return pa.CompressedOutputStream(raw, codec)
-
-
-class ParquetDestination(FileDestination):
-    """``type: parquet`` (zstd by default)."""
-
-    ext = "parquet"
-
-    def validate(self, load: Load) -> None:
-        """Parquet codecs: zstd (default), snappy, gzip, brotli, lz4, none."""
-        codec = (load.options.compression or "zstd").lower()
-        if codec not in _PARQUET_CODECS:
-            msg = f"destination {self.name}: compression {load.options.compression!r} is not a Parquet codec; use one of {', '.join(sorted(_PARQUET_CODECS))}"
-            raise ConfigError(msg)
-
-    def open_writer(self, handle: Any, schema: pa.Schema, load: Load) -> Any:
-        """A ParquetWriter with the load's compression."""
-        import pyarrow.parquet as pq
-
-        return pq.ParquetWriter(handle, schema, compression=(load.options.compression or "zstd").lower())
-
-    def read_schema(self, path: str) -> pa.Schema | None:
-        """The Parquet footer schema."""
-        import pyarrow.parquet as pq
-
-        with self.fs.open(path, "rb") as fh:
-            return pq.read_schema(fh)
-
-
-class CsvDestination(_TextDestination):
-    """``type: csv`` (header, comma, RFC 4180 quoting)."""
-
-    ext = "csv"
-
-    def open_writer(self, handle: Any, schema: pa.Schema, load: Load) -> Any:
-        """pyarrow's streaming CSV writer."""
-        import pyarrow.csv as pacsv
-
-        return pacsv.CSVWriter(handle, schema)
-
-
-class NdjsonDestination(_TextDestination):
-    """``type: ndjson`` (one JSON object per line)."""
-
-    ext = "ndjson"
-
-    def open_writer(self, handle: Any, schema: pa.Schema, load: Load) -> Any:
-        """NDJSON needs no writer state."""
-        return None
-
-    def write_batch(self, writer: Any, handle: Any, batch: pa.RecordBatch) -> None:
-        """Polars serialises the batch."""
-        import polars as pl
-
-        handle.write(pl.from_arrow(batch).write_ndjson().encode())  # type: ignore[union-attr]
-
-    def close_writer(self, writer: Any) -> None:
-        """Nothing to finish."""
 
 
 def _remove_empty_dirs(fs: Any, folder: str) -> None:

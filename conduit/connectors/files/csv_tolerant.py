@@ -24,11 +24,14 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 import polars as pl
 
 from conduit.connectors.base import ERROR, RAW, RECHECK, ROW_NUMBER
+
+if TYPE_CHECKING:
+    from conduit.connectors.files.options import CsvOptions
 
 BLOCK = 8 << 20
 MAX_OPEN_LINES = 10_000  # an open quote spanning more lines than this is a broken record
@@ -50,7 +53,7 @@ def finish(lf: Frame, names: list[str], null_values: list[str]) -> Frame:
     return lf
 
 
-def records(fh: Any, opts: Any, names: list[str], after: int, batch_size: int) -> Iterator[pl.DataFrame]:
+def records(fh: BinaryIO, opts: CsvOptions, names: list[str], after: int, batch_size: int) -> Iterator[pl.DataFrame]:
     """Frames of the records numbered above ``after`` (data records, 1-based), bad ones marked."""
     reader = _Reader(opts, names)
     pending: list[pl.DataFrame] = []
@@ -70,7 +73,7 @@ def records(fh: Any, opts: Any, names: list[str], after: int, batch_size: int) -
         yield _tidy(pl.concat(pending, how="diagonal_relaxed"), names, opts)
 
 
-def _tidy(df: pl.DataFrame, names: list[str], opts: Any) -> pl.DataFrame:
+def _tidy(df: pl.DataFrame, names: list[str], opts: CsvOptions) -> pl.DataFrame:
     """Column order of the fast path; null tokens applied to good rows."""
     df = df.select(*names, ROW_NUMBER, ERROR, RAW)
     if opts.null_values:
@@ -81,7 +84,7 @@ def _tidy(df: pl.DataFrame, names: list[str], opts: Any) -> pl.DataFrame:
 class _Reader:
     """Splits a byte stream into numbered records, block by block."""
 
-    def __init__(self, opts: Any, names: list[str]):
+    def __init__(self, opts: CsvOptions, names: list[str]):
         self.opts = opts
         self.names = names
         self.quote = opts.quote
@@ -91,7 +94,7 @@ class _Reader:
         self.skip_lines = opts.skip_rows
         self.header = opts.header
 
-    def frames(self, fh: Any) -> Iterator[pl.DataFrame]:
+    def frames(self, fh: BinaryIO) -> Iterator[pl.DataFrame]:
         carry = pl.DataFrame(schema={"line": pl.String, "lineno": pl.Int64, "badenc": pl.Boolean})
         rest = b""
         first = True

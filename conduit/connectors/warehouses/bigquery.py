@@ -18,20 +18,22 @@ from __future__ import annotations
 
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import Field
 
 from conduit import _secrets
 from conduit.config import Strict
-from conduit.connectors import _bigquery_sql as sql
-from conduit.connectors._files import MIB, write_files
 from conduit.connectors.base import SEQ, Capabilities, Connector, Destination, Load, StagedChunk
+from conduit.connectors.warehouses import bigquery_sql as sql
+from conduit.connectors.warehouses.parquet_upload import MIB, write_files
 from conduit.errors import ConnectionFailed, DestinationError
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    from google.cloud import bigquery
 
     from conduit.schema import Change
 
@@ -61,6 +63,9 @@ def clean_message(exc: BaseException) -> str:
     return _secrets.redact(f"{text} (HTTP {code})" if code else text)
 
 
+_T = TypeVar("_T")
+
+
 class BigQueryDestination(Destination):
     """``type: bigquery``."""
 
@@ -69,11 +74,11 @@ class BigQueryDestination(Destination):
 
     def __init__(self, name: str, options: BigQueryOptions, project_dir: Path):
         super().__init__(name, options, project_dir)
-        self._client: Any = None
+        self._client: bigquery.Client | None = None
         self._ready = False
 
     @property
-    def client(self) -> Any:
+    def client(self) -> bigquery.Client:
         """The BigQuery client (anonymous credentials for an emulator endpoint)."""
         if self._client is None:
             from google.api_core.client_options import ClientOptions
@@ -98,7 +103,7 @@ class BigQueryDestination(Destination):
                 raise ConnectionFailed(msg) from None
         return self._client
 
-    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def _call(self, what: str, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         """Call the API; any failure becomes one :class:`DestinationError` line."""
         try:
             return fn(*args, **kwargs)
@@ -189,7 +194,7 @@ class BigQueryDestination(Destination):
 
     # --- schema ----------------------------------------------------------------------
 
-    def _table(self, table: str) -> Any:
+    def _table(self, table: str) -> bigquery.Table | None:
         from google.api_core.exceptions import NotFound
 
         try:
@@ -372,7 +377,7 @@ class BigQueryDestination(Destination):
         self._cleanup(load, staged)
 
 
-def _ddl_type(field: Any) -> str:
+def _ddl_type(field: bigquery.SchemaField) -> str:
     """A ``SchemaField`` as a DDL type (``ARRAY<...>``, ``STRUCT<...>``, ``NUMERIC(p, s)``)."""
     kind = field.field_type
     if kind == "RECORD":

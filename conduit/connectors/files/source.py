@@ -4,8 +4,8 @@ Sources list files with fsspec (so ``s3://`` and friends work the same as local
 paths) and hand the engine one part per file: Polars lazy scans with a 1-based
 ``_conduit_row_number`` for JSON; for CSV and NDJSON a scan for the header or schema
 and the type-inference sample, the rows themselves parsed block by block
-(:mod:`conduit.connectors._blocks`); and Parquet row groups read with pyarrow
-(:mod:`conduit.connectors._row_groups`; the engine numbers those rows). CSV columns
+(:mod:`conduit.connectors.files.blocks`); and Parquet row groups read with pyarrow
+(:mod:`conduit.connectors.files.row_groups`; the engine numbers those rows). CSV columns
 arrive as text and are typed by :mod:`conduit.coerce` from a large inferred sample or
 the declared ``columns``, so a value that does not parse becomes a dead letter, never
 a silent NULL.
@@ -13,7 +13,7 @@ a silent NULL.
 On object stores the glob is listed afresh on every run (fsspec's listing cache is
 dropped), so new objects are picked up; they are read with ranged requests (Parquet
 row groups, CSV blocks), never downloading a whole object first.
-Destinations live in :mod:`conduit.connectors._file_dest`.
+The destinations live in :mod:`conduit.connectors.files.formats`.
 """
 
 from __future__ import annotations
@@ -21,83 +21,26 @@ from __future__ import annotations
 import codecs
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import polars as pl
-from pydantic import Field
 
-from conduit.config import Strict
-from conduit.connectors._file_dest import (  # noqa: F401 - re-exported
-    CsvDestination,
-    FileDestination,
-    FileDestinationOptions,
-    NdjsonDestination,
-    ParquetDestination,
-)
-from conduit.connectors._storage import bucket, describe, filesystem, is_url, polars_storage_options
 from conduit.connectors.base import (
     ROW_NUMBER,
-    Connector,
     Incremental,
     LocalFile,
     Part,
     Source,
     Task,
 )
+from conduit.connectors.files.options import CsvOptions, CsvSourceOptions, FileSourceOptions, JsonOptions, JsonSourceOptions, ParquetSourceOptions
+from conduit.connectors.files.storage import bucket, describe, filesystem, is_url, polars_storage_options
 from conduit.errors import ConfigError, SourceError
 
 _GLOB_CHARS = set("*?[")
 _UTF8 = {"utf-8", "utf8", "utf-8-sig", "utf8-sig"}
-
-
-class CsvOptions(Strict):
-    """``options:`` of a CSV source."""
-
-    delimiter: str = Field(default=",", min_length=1, max_length=1)
-    quote: str | None = '"'
-    encoding: str = "utf-8"
-    header: bool = True
-    null_values: list[str] = Field(default_factory=list)
-    infer_rows: int = Field(default=100_000, gt=0)
-    comment: str | None = None
-    skip_rows: int = Field(default=0, ge=0)
-
-
-class JsonOptions(Strict):
-    """``options:`` of an NDJSON / JSON source."""
-
-    infer_rows: int = Field(default=10_000, gt=0)
-
-
-class ParquetOptions(Strict):
-    """``options:`` of a Parquet source (none yet)."""
-
-
-class FileSourceOptions(Strict):
-    """Keys of a file source."""
-
-    path: str = "."
-    storage_options: dict[str, Any] = Field(default_factory=dict)
-    options: Any = None
-
-
-class CsvSourceOptions(FileSourceOptions):
-    """Keys of a CSV source."""
-
-    options: CsvOptions = Field(default_factory=CsvOptions)
-
-
-class JsonSourceOptions(FileSourceOptions):
-    """Keys of an NDJSON / JSON source."""
-
-    options: JsonOptions = Field(default_factory=JsonOptions)
-
-
-class ParquetSourceOptions(FileSourceOptions):
-    """Keys of a Parquet source."""
-
-    options: ParquetOptions = Field(default_factory=ParquetOptions)
 
 
 class FileSource(Source):
@@ -107,7 +50,7 @@ class FileSource(Source):
     format: ClassVar[str]
     extensions: ClassVar[tuple[str, ...]]
 
-    def __init__(self, name: str, options: FileSourceOptions, project_dir: Any):
+    def __init__(self, name: str, options: FileSourceOptions, project_dir: Path):
         super().__init__(name, options, project_dir)
         self.format_opts = options.options
         base = options.path
@@ -191,7 +134,7 @@ class CsvSource(FileSource):
     Options = CsvSourceOptions
     format, extensions = "csv", (".csv", ".csv.gz", ".tsv", ".txt")
 
-    def __init__(self, name: str, options: FileSourceOptions, project_dir: Any):
+    def __init__(self, name: str, options: FileSourceOptions, project_dir: Path):
         super().__init__(name, options, project_dir)
         self._transcoded: dict[str, str] = {}
 
@@ -199,9 +142,9 @@ class CsvSource(FileSource):
         """Every column as text; types come from :mod:`conduit.coerce`; short rows are marked.
 
         The scan gives the header and the type-inference sample; the rows themselves are
-        read block by block (:mod:`conduit.connectors._blocks`, see :meth:`parts`).
+        read block by block (:mod:`conduit.connectors.files.blocks`, see :meth:`parts`).
         """
-        from conduit.connectors import _csvlines
+        from conduit.connectors.files import csv_tolerant
 
         o: CsvOptions = self.format_opts  # type: ignore[assignment]
         source = self._utf8(url)
@@ -221,7 +164,7 @@ class CsvSource(FileSource):
             raise_if_empty=False,
         )
         names = [c for c in lf.collect_schema() if c != ROW_NUMBER]
-        return _csvlines.finish(lf, names, o.null_values) if names else lf
+        return csv_tolerant.finish(lf, names, o.null_values) if names else lf
 
     def _utf8(self, url: str) -> str:
         """``url``, or a temporary UTF-8 copy of it when the file has another encoding (made once)."""
@@ -242,18 +185,18 @@ class CsvSource(FileSource):
             yield part
 
     def _blocks(self, url: str, names: list[str], after: int, batch_size: int) -> Iterator[pl.DataFrame]:
-        from conduit.connectors import _blocks
+        from conduit.connectors.files import blocks
 
         source = self._utf8(url)
         with open(source, "rb") if source != url else self.fs.open(url, "rb", compression="infer") as fh:
-            yield from _blocks.csv(fh, self.format_opts, names, after, batch_size)
+            yield from blocks.csv(fh, self.format_opts, names, after, batch_size)
 
-    def _fallback(self, url: str, names: list[str]) -> Any:
-        from conduit.connectors import _csvlines
+    def _fallback(self, url: str, names: list[str]) -> Callable[[int, int], Iterator[pl.DataFrame]]:
+        from conduit.connectors.files import csv_tolerant
 
         def read(after: int, batch_size: int) -> Iterator[pl.DataFrame]:
             with self.fs.open(url, "rb", compression="infer") as fh:
-                yield from _csvlines.records(fh, self.format_opts, names, after, batch_size)
+                yield from csv_tolerant.records(fh, self.format_opts, names, after, batch_size)
 
         return read
 
@@ -270,7 +213,7 @@ class NdjsonSource(FileSource):
         When a bad line in the sample stops schema inference, the schema is inferred from
         the sample's valid lines instead (the bad lines are dead-lettered by the fallback).
         """
-        from conduit.connectors import _jsonlines
+        from conduit.connectors.files import ndjson_tolerant
 
         o: JsonOptions = self.format_opts  # type: ignore[assignment]
         storage = self._storage if is_url(url) else None
@@ -279,7 +222,7 @@ class NdjsonSource(FileSource):
             lf.collect_schema()
         except pl.exceptions.PolarsError:
             try:
-                found = _jsonlines.schema(url, storage, o.infer_rows)
+                found = ndjson_tolerant.schema(url, storage, o.infer_rows)
             except (pl.exceptions.PolarsError, OSError) as exc:
                 raise SourceError(describe(exc, f"read {url}")) from None
             lf = pl.scan_ndjson(url, schema=found, row_index_name=ROW_NUMBER, row_index_offset=1, storage_options=storage)
@@ -287,7 +230,7 @@ class NdjsonSource(FileSource):
 
     def parts(self, task: Task) -> Iterator[Part]:
         """One part per file, read in blocks; a file the fast reader rejects goes on through the tolerant line path."""
-        from conduit.connectors import _jsonlines
+        from conduit.connectors.files import ndjson_tolerant
 
         for part in super().parts(task):
             url, frame = part.name, part.frame
@@ -295,14 +238,14 @@ class NdjsonSource(FileSource):
             file_schema = pl.Schema({k: v for k, v in frame.collect_schema().items() if k != ROW_NUMBER})
             storage = self._storage if is_url(url) else None
             part.read = lambda after, size, url=url, s=file_schema: self._blocks(url, s, after, size)
-            part.fallback = lambda after, size, url=url, s=file_schema, st=storage: _jsonlines.records(url, st, s, after, size)
+            part.fallback = lambda after, size, url=url, s=file_schema, st=storage: ndjson_tolerant.records(url, st, s, after, size)
             yield part
 
     def _blocks(self, url: str, schema: pl.Schema, after: int, batch_size: int) -> Iterator[pl.DataFrame]:
-        from conduit.connectors import _blocks
+        from conduit.connectors.files import blocks
 
         with self.fs.open(url, "rb", compression="infer") as fh:
-            yield from _blocks.ndjson(fh, schema, after, batch_size)
+            yield from blocks.ndjson(fh, schema, after, batch_size)
 
 
 class JsonSource(FileSource):
@@ -326,10 +269,10 @@ class ParquetSource(FileSource):
     format, extensions = "parquet", (".parquet", ".parq", ".pq")
 
     def scan(self, url: str) -> Any:
-        """Row group by row group (:mod:`conduit.connectors._row_groups`): bounded memory, cheap resume."""
+        """Row group by row group (:mod:`conduit.connectors.files.row_groups`): bounded memory, cheap resume."""
         import pyarrow as pa
 
-        from conduit.connectors._row_groups import RowGroups
+        from conduit.connectors.files.row_groups import RowGroups
 
         try:
             return RowGroups(self.fs, url)
@@ -384,7 +327,3 @@ def _transcode(fs: Any, url: str, encoding: str) -> str:
 
 
 FileFormat = Literal["csv", "ndjson", "json", "parquet"]
-CSV = Connector("csv", CsvSource, CsvDestination)
-NDJSON = Connector("ndjson", NdjsonSource, NdjsonDestination)
-JSON = Connector("json", JsonSource, None)
-PARQUET = Connector("parquet", ParquetSource, ParquetDestination)

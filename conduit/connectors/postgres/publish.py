@@ -18,18 +18,20 @@ Examples
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 from conduit._sql import column_list, qualified, quote, split_table
 from conduit.connectors.base import SEQ, Load
 
 Catalog = list[tuple[str, str, bool, str]]
-Statements = list[tuple[str, Any]]  # params: a list, None, or a function of the row counts so far
+Params = list[object] | Callable[[list[int]], list[object]] | None
+"""A statement's parameters: a list, None, or a function of the row counts of the statements before it."""
+Statements = list[tuple[str, Params]]
 
 
 def final_columns(load: Load, stage: Catalog | None) -> list[tuple[str, str, bool]]:
     """(name, final type, not null) of the target a load creates."""
-    from conduit.connectors._pg_types import columns_for
+    from conduit.connectors.postgres.types import columns_for
 
     if load.schema is None:
         return [(c, t, nn) for c, t, nn, _ in stage or [] if c != SEQ]
@@ -98,7 +100,7 @@ def plan_publish(load: Load, default_schema: str, stage: Catalog | None, target:
         return out, None
     stage_types = {c: t for c, t, _, _ in stage}
     if load.schema is not None:
-        from conduit.connectors._pg_types import columns_for
+        from conduit.connectors.postgres.types import columns_for
 
         stage_types.update({c: col.stage for c, col in columns_for(load.schema, load.json_columns).items()})
     final = final_columns(load, stage)

@@ -1,7 +1,7 @@
 """One chunk's batches written as files: rolled at a size limit, split into hive partitions.
 
-The file format is the destination's business (:class:`FileDestination` opens, writes
-and closes a format writer on a stream); this module decides which file each batch's
+The file format is the destination's business (a :class:`FileFormat`, the file
+destination, opens, writes and closes a format writer on a stream); this module decides which file each batch's
 rows go to: ``<folder>part-<load id>-<chunk>-<n>.<ext>`` under the load's staging
 folder, a new ``n`` whenever a file reaches the limit, and with ``partition_by`` one
 ``col=value/`` folder per distinct key (at most ``MAX_OPEN_FILES`` open at once).
@@ -19,19 +19,40 @@ from __future__ import annotations
 import urllib.parse
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from conduit.connectors._storage import is_url
+from conduit.connectors.files.storage import is_url
 from conduit.errors import ConfigError
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from conduit.connectors._file_dest import FileDestination
     from conduit.connectors.base import Load
 
 MAX_OPEN_FILES = 32  # partitions written at once per chunk; the least recent is closed beyond
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+
+
+class FileFormat(Protocol):
+    """What :class:`ChunkWriter` needs of a file destination: its store, staging folder and format writer.
+
+    ``fs`` is an fsspec filesystem; raw files, streams and writers are fsspec and pyarrow
+    objects (untyped there), hence ``Any``.
+    """
+
+    fs: Any
+
+    def staging(self, load: Load) -> str: ...
+
+    def suffix(self, load: Load) -> str: ...
+
+    def wrap(self, raw: Any, load: Load) -> Any: ...
+
+    def open_writer(self, handle: Any, schema: pa.Schema, load: Load) -> Any: ...
+
+    def write_batch(self, writer: Any, handle: Any, batch: pa.RecordBatch) -> None: ...
+
+    def close_writer(self, writer: Any) -> None: ...
 
 
 @dataclass
@@ -48,7 +69,7 @@ class _Open:
 class ChunkWriter:
     """Writes one chunk's batches into files of about ``limit`` bytes, per partition."""
 
-    dest: FileDestination
+    dest: FileFormat
     load: Load
     chunk: int
     limit: int
@@ -138,7 +159,7 @@ def split_partitions(batch: pa.RecordBatch, cols: list[str]) -> list[tuple[str, 
     return out
 
 
-def _hive_value(value: Any) -> str:
+def _hive_value(value: object) -> str:
     if value is None:
         return HIVE_NULL
     text = value.isoformat() if hasattr(value, "isoformat") else str(value)

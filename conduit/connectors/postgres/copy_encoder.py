@@ -259,7 +259,7 @@ def _same_length(col: pa.Array) -> _Fixed | None:
     """Text or binary values of one byte length (codes, flags), no NULLs: written as fixed-width fields.
 
     They join the packed run around them instead of adding two join inputs per row: on
-    TPC-H lineitem's two 1-byte flag columns, 11 parts per row become 6 (with the dates between them).
+    two 1-byte flag columns with dates between them, 11 parts per row become 6.
     """
     if len(col) == 0 or pa.types.is_string_view(col.type) or pa.types.is_binary_view(col.type):
         return None

@@ -29,7 +29,6 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterator
-from typing import Any
 
 import polars as pl
 
@@ -80,9 +79,9 @@ def parse(batch: pl.DataFrame, file_schema: pl.Schema) -> pl.DataFrame:
     return out
 
 
-def _reject(lines: pl.Series, numbers: pl.Series, struct: pl.Struct) -> dict[Any, str]:
+def _reject(lines: pl.Series, numbers: pl.Series, struct: pl.Struct) -> dict[int, str]:
     """Line number -> reason for the lines ``json_decode`` refuses (halving; empty when all decode)."""
-    out: dict[Any, str] = {}
+    out: dict[int, str] = {}
     todo = [(0, lines.len())]
     while todo:
         lo, hi = todo.pop()

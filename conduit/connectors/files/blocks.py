@@ -1,23 +1,21 @@
 """The fast path of CSV and NDJSON files: read in small blocks cut at record boundaries, each parsed by Polars.
 
-Polars' streaming scans read far ahead of their consumer: on TPC-H lineitem SF1 the CSV
-scan holds about 400 MiB above the imports whatever the batch size, and the NDJSON scan
-about 2.2 GiB (nearly the whole file). Parsing 4 MiB blocks one after another holds
-about 60 MiB (CSV: about 10% more CPU; NDJSON, two blocks at a time: about 1.3x the
-time, bounded instead of growing with the file), so :func:`csv` and :func:`ndjson` do that. A block ends at its
+Polars' streaming scans read far ahead of their consumer (the NDJSON scan nearly the
+whole file), so :func:`csv` and :func:`ndjson` parse blocks of :data:`BLOCK` bytes one
+after another (NDJSON two at a time), holding memory bounded whatever the file size. A block ends at its
 last newline outside quotes (quote parity, as RFC 4180 doubles a quote inside a quoted
 field; JSON lines hold no raw newline), so a quoted CSV field may span lines and blocks.
 The blocks' frames are gathered into batches of ``batch_size`` rows without copying.
 
 Rows are numbered as the scans number them (CSV: data records, NDJSON: non-blank lines,
-1-based). CSV columns are text and :func:`conduit.connectors._csvlines.finish` marks the
+1-based). CSV columns are text and :func:`conduit.connectors.files.csv_tolerant.finish` marks the
 rows to re-check. A block Polars cannot parse raises; the caller goes on through the
 tolerant path.
 
 Examples
 --------
 >>> import io
->>> from conduit.connectors.files import CsvOptions
+>>> from conduit.connectors.files.options import CsvOptions
 >>> data = b'a,b\\n1,"x\\ny"\\n2,z\\n'
 >>> [df.rows() for df in csv(io.BytesIO(data), CsvOptions(), ["a", "b"], skip=0, batch_size=10)]
 [[(1, '1', 'x\\ny', False), (2, '2', 'z', False)]]
@@ -30,7 +28,7 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 import polars as pl
@@ -38,14 +36,14 @@ import polars as pl
 from conduit.connectors.base import ROW_NUMBER
 
 if TYPE_CHECKING:
-    from conduit.connectors.files import CsvOptions
+    from conduit.connectors.files.options import CsvOptions
 
-BLOCK = 4 << 20  # 2 MiB: 30 MiB less, 5% slower; 8 MiB: 50 MiB more, 5% faster (TPC-H lineitem)
+BLOCK = 4 << 20  # bytes per block: smaller holds less memory, larger parses a little faster
 
 
-def csv(fh: Any, opts: CsvOptions, names: list[str], skip: int, batch_size: int) -> Iterator[pl.DataFrame]:
+def csv(fh: BinaryIO, opts: CsvOptions, names: list[str], skip: int, batch_size: int) -> Iterator[pl.DataFrame]:
     """Frames of at most ``batch_size`` records numbered above ``skip``: row number, text columns, recheck mark."""
-    from conduit.connectors._csvlines import finish
+    from conduit.connectors.files.csv_tolerant import finish
 
     schema = dict.fromkeys(names, pl.String)
 
@@ -66,7 +64,7 @@ def csv(fh: Any, opts: CsvOptions, names: list[str], skip: int, batch_size: int)
         yield finish(df, names, opts.null_values)
 
 
-def ndjson(fh: Any, schema: pl.Schema, skip: int, batch_size: int) -> Iterator[pl.DataFrame]:
+def ndjson(fh: BinaryIO, schema: pl.Schema, skip: int, batch_size: int) -> Iterator[pl.DataFrame]:
     """Frames of at most ``batch_size`` rows numbered above ``skip`` (blank lines are not rows), typed by ``schema``."""
 
     def parse(block: bytes, first: bool) -> pl.DataFrame:
@@ -117,7 +115,7 @@ def _parallel(parse: Callable[[bytes, bool], pl.DataFrame], blocks: Iterator[byt
             yield parsing.popleft().result()
 
 
-def _blocks(fh: Any, quote: str | None) -> Iterator[bytes]:
+def _blocks(fh: BinaryIO, quote: str | None) -> Iterator[bytes]:
     """The stream in pieces of about :data:`BLOCK` bytes that end at a record boundary.
 
     Each block is copied once (the previous block's unfinished record joined in front).
@@ -151,7 +149,7 @@ def boundary(data: bytes, quote: str | None, odd: int = 0) -> int:
 
 
 def _count(data: bytes, q: bytes, start: int = 0, end: int | None = None) -> int:
-    """``data.count(q, start, end)``, fast: ``bytes.count`` scans a 4 MiB block in 1.5 ms, ``find`` and numpy in 0.2."""
+    """``data.count(q, start, end)``, through ``find`` and numpy, which scan a block faster than ``bytes.count``."""
     end = len(data) if end is None else end
     if data.find(q, start, end) < 0:
         return 0

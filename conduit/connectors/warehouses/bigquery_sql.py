@@ -19,6 +19,7 @@ from conduit.errors import DestinationError
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    from google.cloud import bigquery
 
 
 def quote(identifier: str) -> str:
@@ -65,7 +66,7 @@ def field_type(t: pa.DataType, json: bool = False) -> str:
     raise DestinationError(msg)
 
 
-def schema_field(f: pa.Field, json_columns: set[str] | None = None, stage: bool = False) -> Any:
+def schema_field(f: pa.Field, json_columns: set[str] | None = None, stage: bool = False) -> bigquery.SchemaField:
     """The ``SchemaField`` of an Arrow field; JSON columns are STRING while staged."""
     import pyarrow as pa
     from google.cloud import bigquery
@@ -83,7 +84,7 @@ def schema_field(f: pa.Field, json_columns: set[str] | None = None, stage: bool 
     return bigquery.SchemaField(f.name, kind, mode=mode, fields=sub, **params)
 
 
-def arrow_type(field: Any) -> pa.DataType:
+def arrow_type(field: bigquery.SchemaField) -> pa.DataType:
     """The Arrow type of an existing BigQuery ``SchemaField``."""
     import pyarrow as pa
 

@@ -29,9 +29,9 @@ from pydantic import Field
 
 from conduit import _secrets
 from conduit.config import Strict
-from conduit.connectors import _snowflake_sql as sql
-from conduit.connectors._files import MIB, write_files
 from conduit.connectors.base import SEQ, Capabilities, Connector, Destination, Load, StagedChunk
+from conduit.connectors.warehouses import snowflake_sql as sql
+from conduit.connectors.warehouses.parquet_upload import MIB, write_files
 from conduit.errors import ConnectionFailed, DestinationError
 
 if TYPE_CHECKING:
@@ -133,7 +133,7 @@ class SnowflakeDestination(Destination):
                 raise ConnectionFailed(msg) from None
         return self._conn
 
-    def _run(self, statement: str, params: list[Any] | None = None, what: str = "statement") -> list[tuple[Any, ...]]:
+    def _run(self, statement: str, params: list[object] | None = None, what: str = "statement") -> list[tuple[Any, ...]]:
         """Run one statement; any driver error becomes one :class:`DestinationError` line."""
         cur = self.conn.cursor()
         try:
@@ -145,7 +145,7 @@ class SnowflakeDestination(Destination):
         finally:
             cur.close()
 
-    def _transaction(self, statements: list[tuple[str, list[Any] | None]], what: str) -> list[list[tuple[Any, ...]]]:
+    def _transaction(self, statements: list[tuple[str, list[object] | None]], what: str) -> list[list[tuple[Any, ...]]]:
         """Run DML statements in one transaction (rolled back on any error)."""
         self._run("BEGIN", what=what)
         try:
@@ -304,13 +304,13 @@ class SnowflakeDestination(Destination):
         self._ensure()
         return bool(self._run(f"SELECT COUNT(*) FROM {self._meta(LOADS)} WHERE LOAD_ID = ?", [load.load_id], "reading the load ledger")[0][0])
 
-    def _record(self, load: Load, rows: int) -> tuple[str, list[Any]]:
+    def _record(self, load: Load, rows: int) -> tuple[str, list[object]]:
         return (
             f'INSERT INTO {self._meta(LOADS)} (LOAD_ID, RUN_ID, RESOURCE, TABLE_NAME, WRITE_MODE, "ROWS", PUBLISHED_AT) VALUES (?, ?, ?, ?, ?, ?, CURRENT_TIMESTAMP())',
             [load.load_id, load.run_id, load.resource, load.table, load.write_mode, rows],
         )
 
-    def _forget_chunks(self, load: Load) -> tuple[str, list[Any]]:
+    def _forget_chunks(self, load: Load) -> tuple[str, list[object]]:
         return (f"DELETE FROM {self._meta(CHUNKS)} WHERE LOAD_ID = ?", [load.load_id])
 
     def publish(self, load: Load) -> int:
@@ -363,7 +363,7 @@ class SnowflakeDestination(Destination):
         import pyarrow as pa
 
         what = f"publishing {load.resource} into {load.table}"
-        statements: list[tuple[str, list[Any] | None]] = []
+        statements: list[tuple[str, list[object] | None]] = []
         if fields:
             exists = self._exists(load.table)
             if not exists:

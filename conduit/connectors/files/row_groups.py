@@ -1,10 +1,9 @@
 """A Parquet file read row group by row group with pyarrow, through fsspec.
 
-Polars' streaming Parquet scan reads well ahead of its consumer: a bare
-``collect_batches`` loop over TPC-H lineitem SF1 peaks at ~400 MiB above the imports.
-Reading one row group at a time, cut into batches, peaks at ~85 MiB at the same
-speed (row groups still decode their columns in parallel), and a resume starts at the
-row group holding the first row not yet staged instead of decoding everything before.
+Polars' streaming Parquet scan reads well ahead of its consumer; reading one row group
+at a time, cut into batches, holds one row group in memory (its columns still decode
+in parallel), and a resume starts at the row group holding the first row not yet
+staged instead of decoding everything before.
 
 Examples
 --------
@@ -25,8 +24,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from conduit.connectors._storage import is_url
 from conduit.connectors.base import Seekable
+from conduit.connectors.files.storage import is_url
 from conduit.schema import without_views
 
 
@@ -54,19 +53,18 @@ class RowGroups(Seekable):
             first += 1
         return before, self._read(first, batch_size, self._plain_strings(want))
 
-    def _read(self, first: int, batch_size: int, metadata: Any = None) -> Iterator[pa.RecordBatch]:
+    def _read(self, first: int, batch_size: int, metadata: pq.FileMetaData | None = None) -> Iterator[pa.RecordBatch]:
         with self._open() as fh:
             file = pq.ParquetFile(fh) if metadata is None else pq.ParquetFile(fh, metadata=metadata, binary_type=pa.large_binary())
             for group in range(first, len(self.rows)):
                 yield from file.iter_batches(batch_size=batch_size, row_groups=[group])
 
-    def _plain_strings(self, want: pa.Schema | None) -> Any:
+    def _plain_strings(self, want: pa.Schema | None) -> pq.FileMetaData | None:
         """The file's metadata without its stored Arrow schema, when that schema asks for string views that ``want`` does not.
 
         pyarrow then decodes strings straight into ``large_string`` (the stored schema
-        would win over ``binary_type``). Building views and casting them cost about 900
-        instructions per TPC-H lineitem row, 20% of reading it. Used only when the
-        file reads as the same schema but for the string layout; else None.
+        would win over ``binary_type``), skipping the build of views and their cast. Used
+        only when the file reads as the same schema but for the string layout; else None.
         """
         expected = pa.schema([f.with_type(without_views(f.type)) for f in self.schema])
         if want is None or expected.equals(self.schema) or any(f.type != without_views(f.type) for f in want):
