@@ -14,13 +14,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3] / "conduit"
 
-# TODO(issue 20): the connectors are being split into subpackages on another branch;
-# until that merges, cycles lying wholly inside conduit.connectors.* (other than its
-# registry and contract) are tolerated. The lead deletes this list after the merge.
-TOLERATED_PREFIXES: tuple[str, ...] = ("conduit.connectors.",)
-TOLERATED_EXCEPT: frozenset[str] = frozenset({"conduit.connectors.base"})
-
-
 def modules(root: Path = ROOT) -> dict[str, Path]:
     """Dotted name -> file, for every module and package under ``root``."""
     found = {}
@@ -87,10 +80,6 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-def _tolerated(module: str) -> bool:
-    return module.startswith(TOLERATED_PREFIXES) and module not in TOLERATED_EXCEPT
-
-
 def test_finder_reports_a_cycle(tmp_path: Path) -> None:
     pkg = tmp_path / "conduit"
     (pkg / "sub").mkdir(parents=True)
@@ -105,7 +94,6 @@ def test_finder_reports_a_cycle(tmp_path: Path) -> None:
 
 def test_no_import_cycles() -> None:
     graph = edges(modules())
-    graph = {m: {t for t in ts if not (_tolerated(m) and _tolerated(t))} for m, ts in graph.items()}
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
