@@ -27,6 +27,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -299,6 +300,9 @@ def _check_references(project: Project) -> None:
             raise ConfigError(msg)
 
 
+_SECRET_KEY = re.compile(r"password|passwd|secret|token|passphrase|private_key|connection_string", re.IGNORECASE)
+
+
 def _config_error(exc: ValidationError, prefix: tuple[str | int, ...], lines: dict, fname: str, model: type[BaseModel]) -> ConfigError:
     err = exc.errors()[0]
     loc = (*prefix, *err["loc"])
@@ -309,6 +313,10 @@ def _config_error(exc: ValidationError, prefix: tuple[str | int, ...], lines: di
         text = f"unknown key{_suggest(key, known)}"
     elif err["type"] == "missing":
         text = "required key is missing"
+    elif any(isinstance(k, str) and _SECRET_KEY.search(k) for k in loc):
+        text = f"{err['msg']} (value not shown: it is a secret; quote it if it is a number)"
+    elif isinstance(err.get("input"), dict | list):  # a mapping may hold a password: never echoed
+        text = f"{err['msg']} (got a {'mapping' if isinstance(err['input'], dict) else 'list'})"
     else:
         text = f"{err['msg']} (got {err.get('input')!r})"
     return ConfigError(f"{fname}:{line}: {_dotted(loc)}: {_secrets.redact(text)}")
