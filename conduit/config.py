@@ -108,10 +108,19 @@ class SourceConfig(ConnectorConfig):
     """An entry of ``sources``."""
 
 
+class RetryOptions(Strict):
+    """``retry:`` of a destination: how often and how patiently a retryable failure is tried again."""
+
+    attempts: int = Field(default=4, ge=1, le=100)
+    backoff_s: float = Field(default=0.5, ge=0)
+    max_backoff_s: float = Field(default=8.0, ge=0)
+
+
 class DestinationConfig(ConnectorConfig):
     """An entry of ``destinations``; table-shaped keys are defaults for its resources."""
 
     defaults: TableOptions = Field(default_factory=TableOptions, exclude=True)
+    retry: RetryOptions = Field(default_factory=RetryOptions)
 
     @property
     def options(self) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from conduit import __version__, _secrets
+from conduit import __version__, _secrets, retry
 from conduit.config import Project, ResourceConfig, load_project
 from conduit.connectors import registry
 from conduit.connectors.base import Destination, Load, Source, Task
@@ -315,11 +315,21 @@ def _run_resource(ctx: Context, res: ResourceConfig, incremental: Any) -> Resour
         store.start_resource(ctx.run_id, res.name, res.source, res.destination, table, opts.write_mode, state.before_text)
         task = Task(res, ctx.project.dir, state.filter)
         ctx.reporter.start(res.name, _safe(lambda: source.estimate_rows(task)))
-        if dest.is_published(load):
-            ctx.reporter.message(f"{res.name}: load {load.load_id} was already published before the crash; recording it")
-            _record_published(ctx, res, result, state)
-        else:
-            _load(ctx, res, source, dest, task, load, result, state)
+        waits = retry.delays(*_retry_settings(ctx, res))
+        for attempt in range(len(waits) + 1):
+            try:
+                if dest.is_published(load):
+                    ctx.reporter.message(f"{res.name}: load {load.load_id} was already published before the crash; recording it")
+                    _record_published(ctx, res, result, state)
+                else:
+                    _load(ctx, res, source, dest, task, load, result, state)
+                break
+            except ConduitError as exc:
+                if not exc.retryable or attempt == len(waits):
+                    raise
+                ctx.reporter.message(f"{res.name}: {_secrets.redact(str(exc))}; retrying in {waits[attempt]:.1f}s (attempt {attempt + 2} of {len(waits) + 1})")
+                result, state = _retrying(ctx, res, dest, result, incremental)
+                time.sleep(waits[attempt])
         result.status = "partial_success" if result.rows_dlq else "success"
         hwm = state.commit(store, ctx.run_id)
         fields = {"hwm_after": hwm}
@@ -355,6 +365,22 @@ def _run_resource(ctx: Context, res: ResourceConfig, incremental: Any) -> Resour
     )
     ctx.reporter.finish(res.name, result.summary().split("\n")[0], result.status != "failed")
     return result
+
+
+def _retry_settings(ctx: Context, res: ResourceConfig) -> tuple[int, float, float]:
+    settings = ctx.project.destination(res.destination).retry
+    return settings.attempts, settings.backoff_s, settings.max_backoff_s
+
+
+def _retrying(ctx: Context, res: ResourceConfig, dest: Destination, failed: ResourceResult, incremental: Any) -> tuple[ResourceResult, Any]:
+    """Fresh counts and state for another attempt; it resumes from what the destination durably staged."""
+    with contextlib.suppress(Exception):
+        ctx.checkpointer.flush()
+    dest.close()  # its connections may be dead; the next use opens new ones
+    ctx.resumed_status.setdefault(res.name, "retry")  # the store's checkpoints are rebuilt from the destination's ledger
+    result = ResourceResult(res.name)
+    result.table, result.hwm_before = failed.table, failed.hwm_before
+    return result, incremental.State.load(ctx.store, res, ctx.full_refresh)
 
 
 def _safe(fn: Any) -> Any:

@@ -119,7 +119,7 @@ def error(exc: Exception, what: str) -> DestinationError:
     """A :class:`DestinationError` for a driver exception, with SQLSTATE and retryability."""
     sqlstate = getattr(exc, "sqlstate", None) or None
     text = clean_message(str(exc))
-    retryable = sqlstate in _RETRYABLE or (sqlstate is None and any(d in str(exc).lower() for d in _DROPPED))
+    retryable = sqlstate in _RETRYABLE or (sqlstate or "").startswith("08") or (sqlstate is None and any(d in str(exc).lower() for d in _DROPPED))
     if sqlstate and (sqlstate.startswith(("22", "23")) or sqlstate == "08P01"):
         retryable = False
     suffix = f" (SQLSTATE {sqlstate})" if sqlstate else ""
