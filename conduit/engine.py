@@ -310,7 +310,8 @@ def _run_resource(ctx: Context, res: ResourceConfig, incremental: Any) -> Resour
         result.table = table
         json_columns = [c for c, t in res.columns.items() if sch.is_json_type(t)]
         load = Load(f"{ctx.run_id}_{res.name}", ctx.run_id, res.name, table, opts, json_columns=json_columns)
-        state = incremental.State.load(store, res, ctx.full_refresh)
+        target = _target(dest, table)
+        state = incremental.State.load(store, res, ctx.full_refresh, target, opts.write_mode == "merge")
         result.hwm_before = state.before_text
         store.start_resource(ctx.run_id, res.name, res.source, res.destination, table, opts.write_mode, state.before_text)
         task = Task(res, ctx.project.dir, state.filter)
@@ -328,7 +329,7 @@ def _run_resource(ctx: Context, res: ResourceConfig, incremental: Any) -> Resour
                 if not exc.retryable or attempt == len(waits):
                     raise
                 ctx.reporter.message(f"{res.name}: {_secrets.redact(str(exc))}; retrying in {waits[attempt]:.1f}s (attempt {attempt + 2} of {len(waits) + 1})")
-                result, state = _retrying(ctx, res, dest, result, incremental)
+                result, state = _retrying(ctx, res, dest, result, incremental.State.load(store, res, ctx.full_refresh, target, opts.write_mode == "merge"))
                 time.sleep(waits[attempt])
         result.status = "partial_success" if result.rows_dlq else "success"
         hwm = state.commit(store, ctx.run_id)
@@ -372,15 +373,24 @@ def _retry_settings(ctx: Context, res: ResourceConfig) -> tuple[int, float, floa
     return settings.attempts, settings.backoff_s, settings.max_backoff_s
 
 
-def _retrying(ctx: Context, res: ResourceConfig, dest: Destination, failed: ResourceResult, incremental: Any) -> tuple[ResourceResult, Any]:
-    """Fresh counts and state for another attempt; it resumes from what the destination durably staged."""
+def _retrying(ctx: Context, res: ResourceConfig, dest: Destination, failed: ResourceResult, state: Any) -> tuple[ResourceResult, Any]:
+    """Fresh counts and ``state`` (as loaded again) for another attempt; it resumes from what the destination durably staged."""
     with contextlib.suppress(Exception):
         ctx.checkpointer.flush()
     dest.close()  # its connections may be dead; the next use opens new ones
     ctx.resumed_status.setdefault(res.name, "retry")  # the store's checkpoints are rebuilt from the destination's ledger
     result = ResourceResult(res.name)
     result.table, result.hwm_before = failed.table, failed.hwm_before
-    return result, incremental.State.load(ctx.store, res, ctx.full_refresh)
+    return result, state
+
+
+def _target(dest: Destination, table: str) -> tuple[str, str, str]:
+    """The incremental state's key: (destination as described, schema, table)."""
+    from conduit._sql import split_table
+
+    options = dest.options
+    schema, name = split_table(table, getattr(options, "db_schema", None) or getattr(options, "dataset", None) or "")
+    return dest.describe(), schema, name
 
 
 def _safe(fn: Any) -> Any:

@@ -37,14 +37,24 @@ CREATE TABLE IF NOT EXISTS resource_runs (run_id VARCHAR, resource VARCHAR, sour
   rows_warned BIGINT, bytes_read BIGINT, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ, duration_s DOUBLE,
   rows_per_s DOUBLE, hwm_before VARCHAR, hwm_after VARCHAR, error VARCHAR, rows_filtered BIGINT, dlq_path VARCHAR,
   checks_json VARCHAR, PRIMARY KEY (run_id, resource));
-CREATE TABLE IF NOT EXISTS state (resource VARCHAR PRIMARY KEY, incremental_column VARCHAR, value VARCHAR,
-  value_type VARCHAR, updated_at TIMESTAMPTZ, run_id VARCHAR);
+CREATE TABLE IF NOT EXISTS state (resource VARCHAR, incremental_column VARCHAR, value VARCHAR,
+  value_type VARCHAR, updated_at TIMESTAMPTZ, run_id VARCHAR, destination VARCHAR DEFAULT '', db_schema VARCHAR DEFAULT '',
+  table_name VARCHAR DEFAULT '', PRIMARY KEY (resource, destination, db_schema, table_name));
 CREATE TABLE IF NOT EXISTS checkpoints (run_id VARCHAR, resource VARCHAR, chunk INTEGER, rows BIGINT,
   committed_at TIMESTAMPTZ, part VARCHAR, rows_read_end BIGINT, mark VARCHAR, PRIMARY KEY (run_id, resource, chunk));
 CREATE TABLE IF NOT EXISTS files_seen (resource VARCHAR, file VARCHAR, run_id VARCHAR, seen_at TIMESTAMPTZ, PRIMARY KEY (resource, file));
 CREATE TABLE IF NOT EXISTS schema_versions (resource VARCHAR, version INTEGER, schema_json VARCHAR, hash VARCHAR,
   created_at TIMESTAMPTZ, run_id VARCHAR, change VARCHAR, PRIMARY KEY (resource, version));
 """
+_STATE_V1 = """SELECT count(*) = 0 AND (SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND table_name = 'state') > 0
+FROM duckdb_columns() WHERE database_name = current_database() AND table_name = 'state' AND column_name = 'destination'"""
+_MIGRATE_STATE = [
+    "ALTER TABLE state RENAME TO state_v1",
+    DDL.split(";")[2],  # the state table as it is now
+    "INSERT INTO state SELECT resource, incremental_column, value, value_type, updated_at, run_id, '', '', '' FROM state_v1",
+    "DROP TABLE state_v1",
+]
+"""A store of version 0.1 keyed marks by resource alone: its rows keep their values, with an empty target (adopted by the next run)."""
 DLQ_COLUMNS = ["_conduit_run_id", "_conduit_resource", "_conduit_source_file", "_conduit_row_number", "_conduit_check", "_conduit_error", "_conduit_loaded_at"]
 LOCK_TIMEOUT_S = 60.0
 _ALIAS = "conduit_store"
@@ -91,6 +101,7 @@ class Store:
             try:
                 con.execute(f"USE {_ALIAS}")
                 if not read_only and not self._ready:
+                    _migrate(con)
                     con.execute(DDL)
                     self._ready = True
                 yield con
@@ -208,22 +219,32 @@ class Store:
 
     # --- incremental state --------------------------------------------------------
 
-    def get_state(self, resource: str) -> tuple[str | None, str | None, str | None]:
-        """(incremental column, value as text, value type) for a resource."""
+    def get_state(self, resource: str, target: tuple[str, str, str]) -> tuple[str | None, str | None, str | None, bool]:
+        """(incremental column, value as text, value type, legacy) of a resource loading into ``target``.
+
+        ``target`` is (destination, schema, table). A mark stored by an earlier version
+        (no target) counts for whichever target asks first; ``legacy`` says so.
+        """
         if not self.path.exists():
-            return None, None, None
+            return None, None, None, False
         with self.connect() as con:
-            row = con.execute("SELECT incremental_column, value, value_type FROM state WHERE resource = ?", [resource]).fetchone()
-        return (row[0], row[1], row[2]) if row else (None, None, None)
+            row = con.execute(
+                "SELECT incremental_column, value, value_type, destination = '' FROM state WHERE resource = ? AND ((destination, db_schema, table_name) = (?, ?, ?) OR destination = '') ORDER BY destination = '' LIMIT 1",
+                [resource, *target],
+            ).fetchone()
+        return (row[0], row[1], row[2], bool(row[3])) if row else (None, None, None, False)
 
-    def set_state(self, resource: str, column: str, value: str | None, value_type: str, run_id: str) -> None:
-        """Store a resource's high-water mark."""
-        self._exec("INSERT OR REPLACE INTO state VALUES (?, ?, ?, ?, now(), ?)", [resource, column, value, value_type, run_id])
-
-    def reset_state(self, resource: str) -> bool:
-        """Forget a resource's high-water mark; True if there was one."""
+    def set_state(self, resource: str, column: str, value: str | None, value_type: str, run_id: str, target: tuple[str, str, str]) -> None:
+        """Store a resource's high-water mark for ``target`` (replacing a legacy one)."""
         with self.connect() as con:
-            rows = con.execute("DELETE FROM state WHERE resource = ? RETURNING resource", [resource]).fetchall()
+            con.execute("DELETE FROM state WHERE resource = ? AND destination = ''", [resource])
+            con.execute("INSERT OR REPLACE INTO state VALUES (?, ?, ?, ?, now(), ?, ?, ?, ?)", [resource, column, value, value_type, run_id, *target])
+
+    def reset_state(self, resource: str, target: tuple[str, str, str] | None = None) -> bool:
+        """Forget a resource's high-water marks (only ``target``'s, and a legacy one, if given); True if there was one."""
+        where, params = ("resource = ?", [resource]) if target is None else ("resource = ? AND ((destination, db_schema, table_name) = (?, ?, ?) OR destination = '')", [resource, *target])
+        with self.connect() as con:
+            rows = con.execute(f"DELETE FROM state WHERE {where} RETURNING resource", params).fetchall()
             con.execute("DELETE FROM files_seen WHERE resource = ?", [resource])
         return bool(rows)
 
@@ -279,6 +300,15 @@ class Store:
         else:
             cols = ", ".join(f"NULL::{'BIGINT' if c == '_conduit_row_number' else 'TIMESTAMPTZ' if c == '_conduit_loaded_at' else 'VARCHAR'} AS {c}" for c in DLQ_COLUMNS)
             con.execute(f"CREATE TEMP VIEW dlq AS SELECT {cols} WHERE false")
+
+
+def _migrate(con: duckdb.DuckDBPyConnection) -> None:
+    """Bring a store file created by an earlier version up to :data:`DDL`, keeping its rows."""
+    if con.execute(_STATE_V1).fetchone() == (True,):
+        con.execute("BEGIN")
+        for sql in _MIGRATE_STATE:
+            con.execute(sql)
+        con.execute("COMMIT")
 
 
 class Checkpointer:

@@ -70,10 +70,16 @@ class Capabilities:
 
 @dataclass
 class Incremental:
-    """The incremental filter for one read: rows with ``column > value`` (typed)."""
+    """The incremental filter for one read: rows with ``column > value`` (typed), ``>=`` when ``inclusive``."""
 
     column: str
     value: Any = None
+    inclusive: bool = False
+
+    @property
+    def operator(self) -> str:
+        """``>=`` or ``>``, for SQL."""
+        return ">=" if self.inclusive else ">"
 
 
 @dataclass
