@@ -105,7 +105,7 @@ class State:
             return cls(res.name, res.incremental_column, target, merge, reset=full_refresh)
         value = parse_value(text, type_name)
         lookback = parse_lookback(res.incremental_lookback, value)
-        return cls(res.name, column, target, merge, value, type_name, after=value, after_type=type_name, lookback=lookback, seen_files=store.seen_files(res.name), legacy=legacy)
+        return cls(res.name, column, target, merge, value, type_name, after=value, after_type=type_name, lookback=lookback, seen_files=store.seen_files(res.name, target), legacy=legacy)
 
     @property
     def since(self) -> Any:
@@ -181,7 +181,7 @@ class State:
         if self.column is None:
             return None
         if self.new_files:
-            store.add_seen_files(self.resource, sorted(self.new_files - self.seen_files), run_id)
+            store.add_seen_files(self.resource, sorted(self.new_files - self.seen_files), run_id, self.target)
         if self.after is None:
             if self.reset:
                 store.reset_state(self.resource, self.target)

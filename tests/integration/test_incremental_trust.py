@@ -110,6 +110,28 @@ def test_state_follows_the_destination_schema(tmp_path: Path, pg_uri: str, pg_sc
             conn.execute(f'DROP SCHEMA "{prod}" CASCADE')
 
 
+def test_null_marks_load_once_per_destination_table(tmp_path: Path) -> None:
+    """A row with NULL in the incremental column loads once into each table the resource loads into."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.csv").write_text("id,seq\n1,1\n2,\n3,3\n")
+    cfg = tmp_path / "ingest.yml"
+    cfg.write_text(
+        "sources: [{name: files, type: csv, path: data/}]\n"
+        "destinations: [{name: local, type: duckdb, path: w.duckdb, db_schema: '${TARGET}'}]\n"
+        "resources: [{name: events, source: files, destination: local, path: '*.csv', incremental_column: seq}]\n",
+    )
+    for schema in ("dev", "prod"):
+        done = run(cfg, {"TARGET": schema})
+        assert done.returncode == 0, done.stderr
+    (tmp_path / "data" / "b.csv").write_text("id,seq\n4,4\n5,\n")  # read by dev first: prod must still get its NULL row
+    for schema in ("dev", "prod", "dev", "prod"):
+        done = run(cfg, {"TARGET": schema})
+        assert done.returncode == 0, done.stderr
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
+        for schema in ("dev", "prod"):
+            assert con.execute(f"SELECT list(id ORDER BY id) FROM {schema}.events").fetchone() == ([1, 2, 3, 4, 5],)
+
+
 def test_a_store_from_the_previous_version_keeps_its_marks(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     rows(list(range(10)), list(range(10))).write_parquet(tmp_path / "data" / "a.parquet")
@@ -118,6 +140,8 @@ def test_a_store_from_the_previous_version_keeps_its_marks(tmp_path: Path) -> No
     with duckdb.connect(str(store)) as con:  # the state table as version 0.1 created it
         con.execute("CREATE TABLE state (resource VARCHAR PRIMARY KEY, incremental_column VARCHAR, value VARCHAR, value_type VARCHAR, updated_at TIMESTAMPTZ, run_id VARCHAR)")
         con.execute("INSERT INTO state VALUES ('events', 'updated_at', '2024-01-01 04:00:00+00:00', 'timestamp[us, tz=UTC]', now(), 'old-run')")
+        con.execute("CREATE TABLE files_seen (resource VARCHAR, file VARCHAR, run_id VARCHAR, seen_at TIMESTAMPTZ, PRIMARY KEY (resource, file))")
+        con.execute("INSERT INTO files_seen VALUES ('events', 'old.parquet', 'old-run', now())")
     cfg = tmp_path / "ingest.yml"
     cfg.write_text(FILES_TO_DUCKDB.format(extra=""))
     done = run(cfg)
@@ -126,3 +150,4 @@ def test_a_store_from_the_previous_version_keeps_its_marks(tmp_path: Path) -> No
         assert con.execute("SELECT list(id ORDER BY id) FROM main.events").fetchone() == ([5, 6, 7, 8, 9],)
     with duckdb.connect(str(store), read_only=True) as con:
         assert con.execute("SELECT resource, incremental_column, value, db_schema, table_name FROM state").fetchall() == [("events", "updated_at", "2024-01-01 09:00:00+00:00", "main", "events")]
+        assert con.execute("SELECT file, run_id, db_schema, table_name FROM files_seen WHERE file = 'old.parquet'").fetchall() == [("old.parquet", "old-run", "main", "events")]
