@@ -142,8 +142,8 @@ def state() -> None:
 @state.command("show")
 @_config_opt
 def state_show(config: Path) -> None:
-    """Every resource's stored mark."""
-    columns, rows = _store(config).query("SELECT resource, incremental_column, value, value_type, updated_at, run_id FROM state ORDER BY resource")
+    """Every resource's stored mark, per destination table."""
+    columns, rows = _store(config).query("SELECT resource, incremental_column, value, value_type, updated_at, run_id, destination, db_schema, table_name FROM state ORDER BY resource, destination, db_schema, table_name")
     _render(columns, rows, "table")
 
 

@@ -7,6 +7,7 @@ connector to validate (see :mod:`conduit.project`, which loads a whole project).
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -86,10 +87,19 @@ class SourceConfig(ConnectorConfig):
     """An entry of ``sources``."""
 
 
+class RetryOptions(Strict):
+    """``retry:`` of a destination: how often and how patiently a retryable failure is tried again."""
+
+    attempts: int = Field(default=4, ge=1, le=100)
+    backoff_s: float = Field(default=0.5, ge=0)
+    max_backoff_s: float = Field(default=8.0, ge=0)
+
+
 class DestinationConfig(ConnectorConfig):
     """An entry of ``destinations``; table-shaped keys are defaults for its resources."""
 
     defaults: TableOptions = Field(default_factory=TableOptions, exclude=True)
+    retry: RetryOptions = Field(default_factory=RetryOptions)
 
     @property
     def options(self) -> dict[str, object]:
@@ -123,6 +133,9 @@ class IngestConfig(Strict):
     resources: list[ResourceConfig]
 
 
+_SECRET_KEY = re.compile(r"password|passwd|secret|token|passphrase|private_key|connection_string", re.IGNORECASE)
+
+
 def config_error(exc: ValidationError, prefix: tuple[str | int, ...], lines: Lines, fname: str, model: type[BaseModel]) -> ConfigError:
     err = exc.errors()[0]
     loc = (*prefix, *err["loc"])
@@ -133,6 +146,10 @@ def config_error(exc: ValidationError, prefix: tuple[str | int, ...], lines: Lin
         text = f"unknown key{suggest(key, known)}"
     elif err["type"] == "missing":
         text = "required key is missing"
+    elif any(isinstance(k, str) and _SECRET_KEY.search(k) for k in loc):
+        text = f"{err['msg']} (value not shown: it is a secret; quote it if it is a number)"
+    elif isinstance(err.get("input"), dict | list):  # a mapping may hold a password: never echoed
+        text = f"{err['msg']} (got a {'mapping' if isinstance(err['input'], dict) else 'list'})"
     else:
         text = f"{err['msg']} (got {err.get('input')!r})"
     return ConfigError(f"{fname}:{line}: {dotted(loc)}: {_secrets.redact(text)}")

@@ -4,6 +4,13 @@ A mark is stored as text with its Arrow type name and parsed back to a typed Pyt
 value, so a timestamp stays a timestamp and ``10 > 9`` is never compared as text.
 The mark advances only after the publish commits (:meth:`State.commit`).
 
+A mark belongs to the destination table it was loaded into (:data:`Target`), not to the
+resource name alone: pointing a resource at another schema or database loads it there
+from the start. In ``merge`` mode rows *at* the mark are read again (``>=``) and the
+merge on the primary key keeps them once, so a row written later with exactly the
+mark's value still loads; other modes read rows above it (``>``), and
+``incremental_lookback`` (which re-reads rows) needs ``merge`` (checked at validate).
+
 Examples
 --------
 >>> parse_value("2024-05-01 10:00:00+00:00", "timestamp[us, tz=UTC]")
@@ -32,6 +39,10 @@ if TYPE_CHECKING:
 Value: TypeAlias = Any
 """A typed mark: int, float, Decimal, date, datetime or str, as pyarrow's ``Scalar.as_py()``
 returns it (typed ``Any`` there); marks are compared with ``>`` and shifted by the lookback."""
+
+
+Target = tuple[str, str, str]
+"""Where a resource loads: (destination as described, without secrets; schema; table)."""
 
 
 def parse_value(text: str | None, type_name: str | None) -> Value:
@@ -77,6 +88,8 @@ class State:
 
     resource: str
     column: str | None
+    target: Target = ("", "", "")
+    inclusive: bool = False
     before: Value = None
     before_type: str | None = None
     reset: bool = False
@@ -86,17 +99,19 @@ class State:
     seen_files: set[str] = field(default_factory=set)
     new_files: set[str] = field(default_factory=set)
     null_rows: int = 0
+    legacy: bool = False  # the mark came from a store row without a target (an earlier version); commit moves it
 
     @classmethod
-    def load(cls, store: Store, res: ResourceConfig, full_refresh: bool) -> State:
-        """Read the stored mark (ignored with ``full_refresh``)."""
+    def load(cls, store: Store, res: ResourceConfig, full_refresh: bool, target: Target = ("", "", ""), merge: bool = False) -> State:
+        """Read the mark stored for ``target`` (ignored with ``full_refresh``); ``merge``: rows at the mark are read again."""
         if not res.incremental_column:
-            return cls(res.name, None)
-        column, text, type_name = store.get_state(res.name)
+            return cls(res.name, None, target)
+        column, text, type_name, legacy = store.get_state(res.name, target)
         if full_refresh or column != res.incremental_column:
-            return cls(res.name, res.incremental_column, reset=full_refresh)
+            return cls(res.name, res.incremental_column, target, merge, reset=full_refresh)
         value = parse_value(text, type_name)
-        return cls(res.name, column, value, type_name, after=value, after_type=type_name, lookback=parse_lookback(res.incremental_lookback, value), seen_files=store.seen_files(res.name))
+        lookback = parse_lookback(res.incremental_lookback, value)
+        return cls(res.name, column, target, merge, value, type_name, after=value, after_type=type_name, lookback=lookback, seen_files=store.seen_files(res.name, target), legacy=legacy)
 
     @property
     def since(self) -> Value:
@@ -113,10 +128,10 @@ class State:
     @property
     def filter(self) -> Incremental | None:
         """The predicate handed to sources that push it down."""
-        return Incremental(self.column, self.since) if self.column else None
+        return Incremental(self.column, self.since, self.inclusive) if self.column else None
 
     def row_filter(self, part: str) -> Callable[[pl.DataFrame], pl.Series] | None:
-        """A batch filter keeping rows above the mark.
+        """A batch filter keeping rows above the mark (or at it, when inclusive).
 
         Rows whose incremental column is NULL are kept only from a part (file) not seen
         by an earlier successful run: loaded once, never on every run.
@@ -128,13 +143,14 @@ class State:
             return None
         import polars as pl
 
-        column, value, new_part = self.column, self.since, part not in self.seen_files
+        column, value, new_part, inclusive = self.column, self.since, part not in self.seen_files, self.inclusive
 
         def keep(df: pl.DataFrame) -> pl.Series:
             col = df.get_column(column)
             if isinstance(col.dtype, pl.Datetime) and col.dtype.time_zone:
                 col = col.dt.convert_time_zone("UTC")
-            above = col > (str(value) if col.dtype == pl.String else value)
+            mark = str(value) if col.dtype == pl.String else value
+            above = col >= mark if inclusive else col > mark
             return above.fill_null(new_part)
 
         return keep
@@ -171,14 +187,14 @@ class State:
         if self.column is None:
             return None
         if self.new_files:
-            store.add_seen_files(self.resource, sorted(self.new_files - self.seen_files), run_id)
+            store.add_seen_files(self.resource, sorted(self.new_files - self.seen_files), run_id, self.target)
         if self.after is None:
             if self.reset:
-                store.reset_state(self.resource)
+                store.reset_state(self.resource, self.target)
             return None
         text = _text(self.after)
-        if self.reset or self.after != self.before:
-            store.set_state(self.resource, self.column, text, self.after_type or "string", run_id)
+        if self.reset or self.after != self.before or self.legacy:
+            store.set_state(self.resource, self.column, text, self.after_type or "string", run_id, self.target)
         return text
 
 

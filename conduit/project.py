@@ -196,3 +196,7 @@ def _check_references(project: Project) -> None:
             at = ("resources", i, "write_mode")
             msg = f"{fname}:{project.lines.get(at, 1)}: {dotted(at)}: write_mode merge needs primary_keys"
             raise ConfigError(msg)
+        if res.incremental_lookback is not None and table.write_mode != "merge":
+            at = ("resources", i, "incremental_lookback")
+            msg = f"{fname}:{project.lines.get(at, 1)}: {dotted(at)}: re-reads rows already loaded, which write_mode {table.write_mode} would load twice; use write_mode merge with primary_keys"
+            raise ConfigError(msg)

@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from conduit import _secrets, crash_points
+from conduit import _secrets, crash_points, retry
+from conduit._sql import split_table
 from conduit import schema as sch
 from conduit.batches import is_direct, prefetch, stream_part
 from conduit.chunking import CHUNK_BATCHES, DLQ_CHUNK_ROWS, LATER_CHUNK_BATCHES, PARALLEL_CHUNK_BATCHES, batch_rows, chunks, decode_position, encode_position
@@ -111,16 +112,30 @@ class ResourceLoad:
             result.table = table
             json_columns = [c for c, t in res.columns.items() if sch.is_json_type(t)]
             load = self.load = Load(f"{ctx.run_id}_{res.name}", ctx.run_id, res.name, table, opts, json_columns=json_columns)
-            state = State.load(ctx.store, res, ctx.full_refresh)
+            key, merge = _state_key(dest, table), opts.write_mode == "merge"
+            state = State.load(ctx.store, res, ctx.full_refresh, key, merge)
             result.hwm_before = state.before_text
             ctx.store.start_resource(ctx.run_id, res.name, res.source, res.destination, table, opts.write_mode, state.before_text)
             task = Task(res, ctx.project.dir, state.filter)
             ctx.reporter.start(res.name, _optional(lambda: source.estimate_rows(task)))
-            if dest.is_published(load):
-                ctx.reporter.message(f"{res.name}: load {load.load_id} was already published before the crash; recording it")
-                self._record_published(state)
-            else:
-                self._load(_Target(source, dest, task, load, state))
+            settings = ctx.project.destination(res.destination).retry
+            waits = retry.delays(settings.attempts, settings.backoff_s, settings.max_backoff_s)
+            for attempt in range(len(waits) + 1):
+                try:
+                    if dest.is_published(load):
+                        ctx.reporter.message(f"{res.name}: load {load.load_id} was already published before the crash; recording it")
+                        self._record_published(state)
+                    else:
+                        self._load(_Target(source, dest, task, load, state))
+                    break
+                except ConduitError as exc:
+                    if not exc.retryable or attempt == len(waits):
+                        raise
+                    ctx.reporter.message(f"{res.name}: {_secrets.redact(str(exc))}; retrying in {waits[attempt]:.1f}s (attempt {attempt + 2} of {len(waits) + 1})")
+                    self._reset_for_retry(dest)
+                    result = self.result
+                    state = State.load(ctx.store, res, ctx.full_refresh, key, merge)
+                    time.sleep(waits[attempt])
             result.status = "partial_success" if result.rows_dlq else "success"
             fields = {"hwm_after": state.commit(ctx.store, ctx.run_id)}
         except Exception as exc:  # noqa: BLE001 - every failure is recorded, unknown ones with traceback
@@ -155,6 +170,15 @@ class ResourceLoad:
         )
         ctx.reporter.finish(res.name, result.summary().split("\n")[0], result.status != "failed")
         return result
+
+    def _reset_for_retry(self, dest: Destination) -> None:
+        """Fresh counts for another attempt, which resumes from what the destination durably staged."""
+        with contextlib.suppress(Exception):
+            self.ctx.checkpointer.flush()
+        dest.close()  # its connections may be dead; the next use opens new ones
+        self.ctx.resumed_status.setdefault(self.res.name, "retry")  # checkpoints are rebuilt from the destination's ledger
+        failed, self.result = self.result, ResourceResult(self.res.name)
+        self.result.table, self.result.hwm_before = failed.table, failed.hwm_before
 
     def _load(self, target: _Target) -> None:
         """Resume from the chunks already staged, stream the rest, publish once."""
@@ -393,6 +417,13 @@ def _read_by_destination(part: Part, transform: Transform, dest: Destination, st
     column may be tracked (its high-water mark is taken from the batches).
     """
     return part.local is not None and not skip and state.column is None and is_direct(part, transform) and dest.reads(part.local, transform.schema)
+
+
+def _state_key(dest: Destination, table: str) -> tuple[str, str, str]:
+    """The incremental state's key: (destination as described, schema, table)."""
+    options = dest.options
+    schema, name = split_table(table, getattr(options, "db_schema", None) or getattr(options, "dataset", None) or "")
+    return dest.describe(), schema, name
 
 
 def _optional(fn: Callable[[], T]) -> T | None:

@@ -95,6 +95,7 @@ def plan(project: Project, resources: list[ResourceConfig]) -> None:
             line = project.lines.get(("resources", i, "write_mode"), project.lines.get(("resources", i), 1))
             msg = f"{project.path.name}:{line}: resources[{i}].write_mode: {res.destination} ({project.destination(res.destination).type}) supports {', '.join(sorted(dest_cls.capabilities.write_modes))}, not {opts.write_mode}"
             raise ConfigError(msg)
+        _check_identifiers(project, i, res, dest_cls.capabilities.max_identifier_bytes)
         for col, type_name in res.columns.items():
             try:
                 parse_type(type_name)
@@ -103,6 +104,23 @@ def plan(project: Project, resources: list[ResourceConfig]) -> None:
                 msg = f"{project.path.name}:{line}: resources[{i}].columns.{col}: {exc}"
                 raise ConfigError(msg) from None
         quality.validate(project, i, res)
+
+
+def _check_identifiers(project: Project, i: int, res: ResourceConfig, limit: int | None) -> None:
+    """Refuse table, schema and column names the destination would truncate (PostgreSQL: 63 bytes)."""
+    if limit is None:
+        return
+    opts = project.table_options(res)
+    schema = project.destination(res.destination).options.get("db_schema")
+    table = opts.table or res.name
+    names = [("table" if opts.table else "name", n) for n in table.split(".")] + [("columns", c) for c in res.columns]
+    names += [("primary_keys", c) for c in opts.primary_keys] + [("partition_by", c) for c in opts.partition_by]
+    names += [("destination", schema)] if isinstance(schema, str) else []
+    for key, name in names:
+        if len(name.encode()) > limit:
+            line = project.lines.get(("resources", i, key), project.lines.get(("resources", i), 1))
+            msg = f"{project.path.name}:{line}: resources[{i}].{key}: {name[:20]}... is {len(name.encode())} bytes; {res.destination} keeps at most {limit} bytes of a name"
+            raise ConfigError(msg)
 
 
 def run(

@@ -37,14 +37,20 @@ CREATE TABLE IF NOT EXISTS resource_runs (run_id VARCHAR, resource VARCHAR, sour
   rows_warned BIGINT, bytes_read BIGINT, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ, duration_s DOUBLE,
   rows_per_s DOUBLE, hwm_before VARCHAR, hwm_after VARCHAR, error VARCHAR, rows_filtered BIGINT, dlq_path VARCHAR,
   checks_json VARCHAR, PRIMARY KEY (run_id, resource));
-CREATE TABLE IF NOT EXISTS state (resource VARCHAR PRIMARY KEY, incremental_column VARCHAR, value VARCHAR,
-  value_type VARCHAR, updated_at TIMESTAMPTZ, run_id VARCHAR);
+CREATE TABLE IF NOT EXISTS state (resource VARCHAR, incremental_column VARCHAR, value VARCHAR,
+  value_type VARCHAR, updated_at TIMESTAMPTZ, run_id VARCHAR, destination VARCHAR DEFAULT '', db_schema VARCHAR DEFAULT '',
+  table_name VARCHAR DEFAULT '', PRIMARY KEY (resource, destination, db_schema, table_name));
 CREATE TABLE IF NOT EXISTS checkpoints (run_id VARCHAR, resource VARCHAR, chunk INTEGER, rows BIGINT,
   committed_at TIMESTAMPTZ, part VARCHAR, rows_read_end BIGINT, mark VARCHAR, PRIMARY KEY (run_id, resource, chunk));
-CREATE TABLE IF NOT EXISTS files_seen (resource VARCHAR, file VARCHAR, run_id VARCHAR, seen_at TIMESTAMPTZ, PRIMARY KEY (resource, file));
+CREATE TABLE IF NOT EXISTS files_seen (resource VARCHAR, file VARCHAR, run_id VARCHAR, seen_at TIMESTAMPTZ, destination VARCHAR DEFAULT '',
+  db_schema VARCHAR DEFAULT '', table_name VARCHAR DEFAULT '', PRIMARY KEY (resource, destination, db_schema, table_name, file));
 CREATE TABLE IF NOT EXISTS schema_versions (resource VARCHAR, version INTEGER, schema_json VARCHAR, hash VARCHAR,
   created_at TIMESTAMPTZ, run_id VARCHAR, change VARCHAR, PRIMARY KEY (resource, version));
 """
+_V1 = """SELECT count(*) = 0 AND (SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND table_name = $1) > 0
+FROM duckdb_columns() WHERE database_name = current_database() AND table_name = $1 AND column_name = 'destination'"""
+_TARGETED = {"state": 2, "files_seen": 4}  # tables keyed by target since 0.2: their statement in DDL
+"""A store of version 0.1 keyed marks and seen files by resource alone: its rows keep their values, with an empty target (adopted by the next run)."""
 DLQ_COLUMNS = ["_conduit_run_id", "_conduit_resource", "_conduit_source_file", "_conduit_row_number", "_conduit_check", "_conduit_error", "_conduit_loaded_at"]
 LOCK_TIMEOUT_S = 60.0
 _ALIAS = "conduit_store"
@@ -95,6 +101,7 @@ class Store:
             try:
                 con.execute(f"USE {_ALIAS}")
                 if not read_only and not self._ready:
+                    _migrate(con)
                     con.execute(DDL)
                     self._ready = True
                 yield con
@@ -213,37 +220,50 @@ class Store:
 
     # --- incremental state --------------------------------------------------------
 
-    def get_state(self, resource: str) -> tuple[str | None, str | None, str | None]:
-        """(incremental column, value as text, value type) for a resource."""
+    def get_state(self, resource: str, target: tuple[str, str, str]) -> tuple[str | None, str | None, str | None, bool]:
+        """(incremental column, value as text, value type, legacy) of a resource loading into ``target``.
+
+        ``target`` is (destination, schema, table). A mark stored by an earlier version
+        (no target) counts for whichever target asks first; ``legacy`` says so.
+        """
         if not self.path.exists():
-            return None, None, None
+            return None, None, None, False
         with self.connect() as con:
-            row = con.execute("SELECT incremental_column, value, value_type FROM state WHERE resource = ?", [resource]).fetchone()
-        return (row[0], row[1], row[2]) if row else (None, None, None)
+            row = con.execute(
+                "SELECT incremental_column, value, value_type, destination = '' FROM state WHERE resource = ? AND ((destination, db_schema, table_name) = (?, ?, ?) OR destination = '') ORDER BY destination = '' LIMIT 1",
+                [resource, *target],
+            ).fetchone()
+        return (row[0], row[1], row[2], bool(row[3])) if row else (None, None, None, False)
 
-    def set_state(self, resource: str, column: str, value: str | None, value_type: str, run_id: str) -> None:
-        """Store a resource's high-water mark."""
-        self._exec("INSERT OR REPLACE INTO state VALUES (?, ?, ?, ?, now(), ?)", [resource, column, value, value_type, run_id])
-
-    def reset_state(self, resource: str) -> bool:
-        """Forget a resource's high-water mark; True if there was one."""
+    def set_state(self, resource: str, column: str, value: str | None, value_type: str, run_id: str, target: tuple[str, str, str]) -> None:
+        """Store a resource's high-water mark for ``target`` (replacing a legacy one)."""
         with self.connect() as con:
-            rows = con.execute("DELETE FROM state WHERE resource = ? RETURNING resource", [resource]).fetchall()
-            con.execute("DELETE FROM files_seen WHERE resource = ?", [resource])
+            con.execute("DELETE FROM state WHERE resource = ? AND destination = ''", [resource])
+            con.execute("INSERT OR REPLACE INTO state VALUES (?, ?, ?, ?, now(), ?, ?, ?, ?)", [resource, column, value, value_type, run_id, *target])
+            con.execute("INSERT OR IGNORE INTO files_seen SELECT resource, file, run_id, seen_at, ?, ?, ? FROM files_seen WHERE resource = ? AND destination = ''", [*target, resource])
+            con.execute("DELETE FROM files_seen WHERE resource = ? AND destination = ''", [resource])
+
+    def reset_state(self, resource: str, target: tuple[str, str, str] | None = None) -> bool:
+        """Forget a resource's high-water marks (only ``target``'s, and a legacy one, if given); True if there was one."""
+        where, params = ("resource = ?", [resource]) if target is None else ("resource = ? AND ((destination, db_schema, table_name) = (?, ?, ?) OR destination = '')", [resource, *target])
+        with self.connect() as con:
+            rows = con.execute(f"DELETE FROM state WHERE {where} RETURNING resource", params).fetchall()
+            con.execute(f"DELETE FROM files_seen WHERE {where}", params)
         return bool(rows)
 
-    def seen_files(self, resource: str) -> set[str]:
-        """Files an earlier successful run of ``resource`` read (for NULL incremental values)."""
+    def seen_files(self, resource: str, target: tuple[str, str, str]) -> set[str]:
+        """Files an earlier successful run of ``resource`` into ``target`` read (for NULL incremental values)."""
         if not self.path.exists():
             return set()
         with self.connect() as con:
-            return {r[0] for r in con.execute("SELECT file FROM files_seen WHERE resource = ?", [resource]).fetchall()}
+            sql = "SELECT file FROM files_seen WHERE resource = ? AND ((destination, db_schema, table_name) = (?, ?, ?) OR destination = '')"
+            return {r[0] for r in con.execute(sql, [resource, *target]).fetchall()}
 
-    def add_seen_files(self, resource: str, files: list[str], run_id: str) -> None:
-        """Remember files read by a successful run."""
+    def add_seen_files(self, resource: str, files: list[str], run_id: str, target: tuple[str, str, str]) -> None:
+        """Remember files read by a successful run into ``target``."""
         if files:
             with self.connect() as con:
-                con.executemany("INSERT OR IGNORE INTO files_seen VALUES (?, ?, ?, now())", [[resource, f, run_id] for f in files])
+                con.executemany("INSERT OR IGNORE INTO files_seen VALUES (?, ?, ?, now(), ?, ?, ?)", [[resource, f, run_id, *target] for f in files])
 
     # --- schema versions ----------------------------------------------------------
 
@@ -284,6 +304,18 @@ class Store:
         else:
             cols = ", ".join(f"NULL::{'BIGINT' if c == '_conduit_row_number' else 'TIMESTAMPTZ' if c == '_conduit_loaded_at' else 'VARCHAR'} AS {c}" for c in DLQ_COLUMNS)
             con.execute(f"CREATE TEMP VIEW dlq AS SELECT {cols} WHERE false")
+
+
+def _migrate(con: duckdb.DuckDBPyConnection) -> None:
+    """Bring a store file created by an earlier version up to :data:`DDL`, keeping its rows."""
+    for table, statement in _TARGETED.items():
+        if con.execute(_V1, [table]).fetchone() == (True,):
+            con.execute("BEGIN")
+            con.execute(f"ALTER TABLE {table} RENAME TO {table}_v1")
+            con.execute(DDL.split(";")[statement])
+            con.execute(f"INSERT INTO {table} SELECT *, '', '', '' FROM {table}_v1")
+            con.execute(f"DROP TABLE {table}_v1")
+            con.execute("COMMIT")
 
 
 class Checkpointer:

@@ -55,6 +55,9 @@ class Capabilities:
         Whether ``stage`` takes Arrow's view types (``string_view``, ``binary_view``):
         Polars hands them over without copying every string; other destinations get
         ``large_string`` / ``large_binary``.
+    max_identifier_bytes
+        The longest table, schema or column name the destination keeps as written
+        (PostgreSQL truncates past 63 bytes); None when there is no such limit.
     """
 
     write_modes: frozenset[str] = frozenset({"append", "replace", "merge"})
@@ -62,14 +65,21 @@ class Capabilities:
     schema_evolution: bool = True
     incremental_pushdown: bool = False
     arrow_views: bool = False
+    max_identifier_bytes: int | None = None
 
 
 @dataclass
 class Incremental:
-    """The incremental filter for one read: rows with ``column > value`` (typed)."""
+    """The incremental filter for one read: rows with ``column > value`` (typed), ``>=`` when ``inclusive``."""
 
     column: str
     value: Any = None
+    inclusive: bool = False
+
+    @property
+    def operator(self) -> str:
+        """``>=`` or ``>``, for SQL."""
+        return ">=" if self.inclusive else ">"
 
 
 @dataclass

@@ -86,7 +86,7 @@ class DuckDBSource(Source):
         sql = res.query or f"SELECT * FROM {qualified(res.table or res.name, self.options.db_schema)}"
         inc = task.incremental
         if inc is not None and inc.value is not None:
-            return f"SELECT * FROM ({sql}) AS _conduit_q WHERE {quote(inc.column)} > ?", [inc.value]
+            return f"SELECT * FROM ({sql}) AS _conduit_q WHERE {quote(inc.column)} {inc.operator} ?", [inc.value]
         return sql, []
 
     def parts(self, task: Task) -> Iterator[Part]:

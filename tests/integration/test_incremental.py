@@ -114,8 +114,8 @@ def test_full_refresh_resets_the_mark_and_lookback_rereads_a_window(tmp_path: Pa
     cfg.write_text(CONFIG.format(fmt="parquet", col="updated_at", extra=", incremental_lookback: 2h, write_mode: merge, primary_keys: [id]"))
     frame(0, 10).write_parquet(tmp_path / "data" / "a.parquet")
     assert run(cfg).returncode == 0
-    assert run(cfg).returncode == 0  # re-reads the last 2 hours, merge keeps one copy
-    assert store(tmp_path, "SELECT rows_read, rows_filtered, rows_written FROM resource_runs ORDER BY started_at") == [(10, 0, 10), (10, 8, 2)]
+    assert run(cfg).returncode == 0  # re-reads the last 2 hours, both ends included (merge reads rows at the mark), merge keeps one copy
+    assert store(tmp_path, "SELECT rows_read, rows_filtered, rows_written FROM resource_runs ORDER BY started_at") == [(10, 0, 10), (10, 7, 3)]
     assert count(tmp_path / "w.duckdb") == (10, 10)
     refresh = run(cfg, "--full-refresh")
     assert refresh.returncode == 0

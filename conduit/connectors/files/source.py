@@ -280,7 +280,7 @@ class ParquetSource(FileSource):
             raise SourceError(describe(exc, f"read {url}")) from None
 
     def nothing_newer(self, url: str, inc: Incremental) -> bool:
-        """True when every row group's max of the column is <= the mark and it has no NULLs."""
+        """True when every row group's max of the column is below the mark (or equal, unless inclusive) and it has no NULLs."""
         import pyarrow.parquet as pq
 
         with self.fs.open(url, "rb") as fh:
@@ -294,7 +294,7 @@ class ParquetSource(FileSource):
             if stats is None or not stats.has_min_max or stats.null_count or stats.null_count is None:
                 return False
             try:
-                if stats.max > inc.value:
+                if stats.max > inc.value or (inc.inclusive and stats.max == inc.value):
                     return False
             except TypeError:
                 return False

@@ -53,7 +53,7 @@ class PostgresOptions(Strict):
         """Register secrets before anything can print them."""
         _secrets.register(self.password)
         if self.connection_string:
-            _secrets.register(_secrets.uri_password(self.connection_string))
+            _secrets.register(_secrets.uri_password(self.connection_string) or _key_values(self.connection_string).get("password"))
 
 
 def build_uri(options: PostgresOptions) -> str:
@@ -67,15 +67,35 @@ def build_uri(options: PostgresOptions) -> str:
         host = options.host or "127.0.0.1"
         port = f":{options.port}" if options.port else ""
         uri = f"postgresql://{auth + '@' if auth else ''}{host}{port}/{quote(options.database or '', safe='')}"
+    if "://" not in uri:  # a key/value DSN: host=... dbname=...
+        return uri if "connect_timeout" in _key_values(uri) else f"{uri} connect_timeout={options.connect_timeout}"
     parts = urlsplit(uri)
     query = dict(parse_qsl(parts.query))
     query.setdefault("connect_timeout", str(options.connect_timeout))
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+_KEY_VALUE = re.compile(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)")
+
+
+def _key_values(dsn: str) -> dict[str, str]:
+    """The keys of a libpq key/value DSN (quoted values unquoted).
+
+    >>> _key_values("host=db dbname='my db' user = app")
+    {'host': 'db', 'dbname': 'my db', 'user': 'app'}
+    """
+    return {k: v[1:-1].replace("\\'", "'") if v.startswith("'") else v for k, v in _KEY_VALUE.findall(dsn)}
+
+
 def describe(options: PostgresOptions) -> str:
     """``postgresql://user@host:port/db``: no password, no parameters."""
-    parts = urlsplit(build_uri(options))
+    uri = build_uri(options)
+    if "://" not in uri:
+        kv = _key_values(uri)
+        user = f"{kv['user']}@" if "user" in kv else ""
+        port = f":{kv['port']}" if "port" in kv else ""
+        return f"postgresql://{user}{kv.get('host', '')}{port}/{kv.get('dbname', '')}"
+    parts = urlsplit(uri)
     user = f"{parts.username}@" if parts.username else ""
     port = f":{parts.port}" if parts.port else ""
     return f"postgresql://{user}{parts.hostname or ''}{port}{parts.path}"
@@ -106,7 +126,7 @@ def error(exc: Exception, what: str) -> DestinationError:
     """A :class:`DestinationError` for a driver exception, with SQLSTATE and retryability."""
     sqlstate = getattr(exc, "sqlstate", None) or None
     text = clean_message(str(exc))
-    retryable = sqlstate in _RETRYABLE or (sqlstate is None and any(d in str(exc).lower() for d in _DROPPED))
+    retryable = sqlstate in _RETRYABLE or (sqlstate or "").startswith("08") or (sqlstate is None and any(d in str(exc).lower() for d in _DROPPED))
     if sqlstate and (sqlstate.startswith(("22", "23")) or sqlstate == "08P01"):
         retryable = False
     suffix = f" (SQLSTATE {sqlstate})" if sqlstate else ""

@@ -36,7 +36,7 @@ class PostgresSource(Source):
         sql = res.query or f"SELECT * FROM {qualified(res.table or res.name, self.options.db_schema)}"
         inc = task.incremental
         if inc is not None and inc.value is not None:
-            return f"SELECT * FROM ({sql}) AS _conduit_q WHERE {quote(inc.column)} > $1", [inc.value]
+            return f"SELECT * FROM ({sql}) AS _conduit_q WHERE {quote(inc.column)} {inc.operator} $1", [inc.value]
         return sql, []
 
     def estimate_rows(self, task: Task) -> int | None:
