@@ -6,9 +6,13 @@ printing; :func:`load_project` reads and validates an ingest.yml.
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("conduit-load")  # the distribution name; import and CLI stay ``conduit``
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0.0.0+unknown"
 __all__ = ["ConduitError", "RunResult", "__version__", "load_project", "run"]
 
 if TYPE_CHECKING:
