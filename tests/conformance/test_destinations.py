@@ -309,6 +309,25 @@ def test_schema_evolution_auto_adds_a_column(tmp_path: Path, harness: Harness) -
     assert rows[1]["extra"] is None and rows[2]["extra"] == Decimal("1.50")
 
 
+@pytest.mark.xfail(
+    raises=AssertionError,
+    strict=True,
+    reason="the run loop does not ask Capabilities.schema_evolution: schema_evolution: auto on a destination without it succeeds (files: a new file with the extra column)",
+)
+@pytest.mark.parametrize("harness", with_capability(False, schema_evolution=True), indirect=True)
+def test_schema_evolution_a_destination_lacks_is_refused_before_loading(tmp_path: Path, harness: Harness) -> None:
+    table = harness.table_name("noevolve")
+    run_ok(project(tmp_path, harness, table, {"data.parquet": pa.table({"id": [1], "v": ["a"]})}, write_mode="append"), harness)
+    wider = pa.table({"id": [2], "v": ["b"], "extra": [Decimal("1.50")]})
+    try:
+        result = conduit.run(project(tmp_path, harness, table, {"data.parquet": wider}, write_mode="append", schema_evolution="auto"))
+        error = result.resources[0].error or "" if result.status == "failed" else ""
+    except ConfigError as exc:
+        error = str(exc)
+    assert harness.read(table).to_pylist() == [{"id": 1, "v": "a"}]
+    assert "schema_evolution" in error
+
+
 def test_polars_strings_and_large_batches_of_nulls(tmp_path: Path, harness: Harness) -> None:
     table = harness.table_name("nulls")
     df = pl.DataFrame({"id": range(1000), "s": [None] * 1000, "t": ["x" * 50] * 1000})
