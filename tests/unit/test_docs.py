@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from pathlib import Path
 
 import pytest
@@ -40,8 +41,11 @@ def test_docs_have_full_ingest_yml_examples() -> None:
 
 @pytest.mark.parametrize("block", YAML_BLOCKS)
 def test_every_ingest_yml_in_the_docs_validates(block: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in set(re.findall(r"\$\{(\w+)\}", block)):  # variables without a default must be set
-        monkeypatch.setenv(var, "postgresql://user:secret@127.0.0.1:5432/db" if var.endswith("_URL") else "value")
+    # variables without a default must be set; values unlike any other text, since the config
+    # registers passwords and keys as secrets to redact for the rest of the process
+    for var in set(re.findall(r"\$\{(\w+)\}", block)):
+        secret = f"docs-example-{var.lower()}-{uuid.uuid4().hex}"
+        monkeypatch.setenv(var, f"postgresql://user:{secret}@127.0.0.1:5432/db" if var.endswith("_URL") else secret)
     (tmp_path / "ingest.yml").write_text(block)
     project = conduit.load_project(tmp_path / "ingest.yml")
     assert project.config.resources, "an example with no resources shows nothing"
