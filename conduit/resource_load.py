@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from conduit import _secrets, crash_points, retry
-from conduit._sql import split_table
 from conduit import schema as sch
+from conduit._sql import split_table
 from conduit.batches import is_direct, prefetch, stream_part
 from conduit.chunking import CHUNK_BATCHES, DLQ_CHUNK_ROWS, LATER_CHUNK_BATCHES, PARALLEL_CHUNK_BATCHES, batch_rows, chunks, decode_position, encode_position
 from conduit.connectors.base import Destination, Load, Part, Seekable, Source, StagedChunk, Task

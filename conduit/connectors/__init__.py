@@ -67,7 +67,7 @@ class Registry:
         try:
             connector = getattr(importlib.import_module(module_name), attr)
         except ImportError as exc:
-            msg = f"connector {type_name!r} needs an extra package: {exc.name or exc} (pip install 'conduit[{type_name}]')"
+            msg = f"connector {type_name!r} needs an extra package: {exc.name or exc} (pip install 'conduit-load[{type_name}]')"
             raise ConfigError(msg) from None
         self._loaded[type_name] = connector
         return connector

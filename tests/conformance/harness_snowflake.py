@@ -18,9 +18,25 @@ from typing import Any
 import pyarrow as pa
 from stand_ins import servers
 
-from conduit.connectors.warehouses.snowflake_sql import arrow_name, ident, name
-
 DATABASE = "CONDUIT_TEST"
+_PLAIN_LOWER = re.compile(r"^[a-z_][a-z0-9_$]*$")
+_PLAIN_UPPER = re.compile(r"^[A-Z_][A-Z0-9_$]*$")
+
+
+# Snowflake's identifier rules, written out here so the read-back does not share Conduit's code.
+def name(identifier: str) -> str:
+    """The stored name: an unquoted lower-case identifier is stored upper-case."""
+    return identifier.upper() if _PLAIN_LOWER.match(identifier) else identifier
+
+
+def ident(identifier: str) -> str:
+    """The quoted identifier for a stored name."""
+    return '"' + name(identifier).replace('"', '""') + '"'
+
+
+def arrow_name(stored: str) -> str:
+    """The name as Conduit shows it (``ID`` -> ``id``)."""
+    return stored.lower() if _PLAIN_UPPER.match(stored) else stored
 
 
 class SnowflakeHarness:

@@ -80,15 +80,6 @@ def test_json_column_type(bq: BigQueryHarness, tmp_path: Path) -> None:
     assert bq.column_types(table)["meta"] == "json"
 
 
-def test_merge_last_row_wins(bq: BigQueryHarness, tmp_path: Path) -> None:
-    table = bq.table_name("customers")
-    cfg = write_project(tmp_path, bq.destination_yaml(tmp_path), {"path": "c.csv", "table": table, "write_mode": "merge", "primary_keys": ["id"]}, {"c.csv": "id,name\n1,ann\n2,bob\n"})
-    run_ok(cfg)
-    (tmp_path / "c.csv").write_text("id,name\n2,bobby\n3,cy\n3,cyd\n")
-    run_ok(cfg)
-    assert {r["id"]: r["name"] for r in bq.read(table).to_pylist()} == {1: "ann", 2: "bobby", 3: "cyd"}
-
-
 def test_replace_swaps_schema_and_rows(bq: BigQueryHarness, tmp_path: Path) -> None:
     table = bq.table_name("snap")
     cfg = write_project(tmp_path, bq.destination_yaml(tmp_path), {"path": "s.csv", "table": table, "write_mode": "replace"}, {"s.csv": "k,v\n1,a\n2,b\n"})

@@ -4,15 +4,14 @@ exactly once; a constraint violation is never retried. Counted with psycopg dire
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 import psycopg
 import pytest
 
 import conduit
+from conduit import crash_points
 from conduit.progress import Reporter
 
 pytestmark = pytest.mark.postgres
@@ -35,14 +34,6 @@ class Notes(Reporter):
         self.lines.append(text)
 
 
-def _crash_points() -> Any:
-    """The module whose ``point`` the engine calls at named moments (renamed by issue 20)."""
-    try:
-        return importlib.import_module("conduit.crash_points")
-    except ImportError:
-        return importlib.import_module("conduit._faults")
-
-
 def _project(tmp_path: Path, uri: str, schema: str) -> Path:
     (tmp_path / "data").mkdir()
     for f in range(FILES):
@@ -56,7 +47,7 @@ def _terminate_at(monkeypatch: pytest.MonkeyPatch, uri: str, schema: str, point:
     """At the ``nth`` ``point``, terminate (from another connection) every backend of the load (its application_name)."""
     killed: list[int] = []
     seen = {"n": 0}
-    faults = _crash_points()
+    faults = crash_points
     original = faults.point
 
     def hook(name: str) -> None:

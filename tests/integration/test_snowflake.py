@@ -77,17 +77,6 @@ def test_append_types_and_exactly_once_rows(sf: SnowflakeHarness, tmp_path: Path
     assert [tuple(int(v) for v in r) for r in scale] == [(15, 2)]
 
 
-def test_merge_last_row_wins(sf: SnowflakeHarness, tmp_path: Path) -> None:
-    table = sf.table_name("customers")
-    first = "id,name\n1,ann\n2,bob\n"
-    cfg = write_project(tmp_path, sf.destination_yaml(tmp_path), {"path": "c.csv", "table": table, "write_mode": "merge", "primary_keys": ["id"]}, {"c.csv": first})
-    run_ok(cfg)
-    (tmp_path / "c.csv").write_text("id,name\n2,bobby\n3,cy\n3,cyd\n")
-    run_ok(cfg)
-    rows = {r["id"]: r["name"] for r in sf.read(table).to_pylist()}
-    assert rows == {1: "ann", 2: "bobby", 3: "cyd"}
-
-
 def test_replace_into_new_table(sf: SnowflakeHarness, tmp_path: Path) -> None:
     table = sf.table_name("snap")
     cfg = write_project(tmp_path, sf.destination_yaml(tmp_path), {"path": "s.csv", "table": table, "write_mode": "replace"}, {"s.csv": "k,v\n1,a\n2,b\n"})

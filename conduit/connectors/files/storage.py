@@ -86,7 +86,7 @@ def filesystem(url: str, storage_options: dict[str, Any], where: str) -> tuple[A
         return fsspec.core.url_to_fs(url, **storage_options)
     except ImportError:
         scheme = protocol(url)
-        hint = f"pip install 'conduit[{EXTRAS[scheme]}]'" if scheme in EXTRAS else f"install the fsspec implementation for {scheme}://"
+        hint = f"pip install 'conduit-load[{EXTRAS[scheme]}]'" if scheme in EXTRAS else f"install the fsspec implementation for {scheme}://"
         msg = f"{where}: {scheme}:// paths need an extra package ({hint})"
         raise ConfigError(msg) from None
     except (ValueError, TypeError) as exc:

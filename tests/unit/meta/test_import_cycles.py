@@ -14,6 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3] / "conduit"
 
+
 def modules(root: Path = ROOT) -> dict[str, Path]:
     """Dotted name -> file, for every module and package under ``root``."""
     found = {}
