@@ -120,6 +120,8 @@ class PostgresDestination(Destination):
             with contextlib.suppress(Exception):
                 conn.close()
         self._main, self._local, self._append_conn = None, threading.local(), None
+        self._direct.clear()  # a direct append's rows died with its connection's transaction
+        self._appended.clear()
 
     def describe(self) -> str:
         """The URI without password."""
@@ -153,7 +155,8 @@ class PostgresDestination(Destination):
                 rows = cur.fetchall()
             conn.commit()
         except Exception as exc:  # noqa: BLE001
-            conn.rollback()
+            with contextlib.suppress(Exception):  # a dropped connection cannot roll back; its error matters
+                conn.rollback()
             raise error(exc, f"destination {self.name}") from None
         return rows
 
