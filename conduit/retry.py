@@ -40,14 +40,27 @@ def delays(attempts: int, base: float = 0.5, cap: float = 8.0) -> list[float]:
     return [min(cap, base * 2**i) * (0.5 + random.random() / 2) for i in range(attempts - 1)]
 
 
-def call(fn: Callable[[], T], *, attempts: int = 4, base: float = 0.5, cap: float = 8.0, sleep: Callable[[float], None] = time.sleep) -> T:
-    """Call ``fn``; on a retryable :class:`ConduitError` wait and try again, up to ``attempts`` times."""
+def call(
+    fn: Callable[[], T],
+    *,
+    attempts: int = 4,
+    base: float = 0.5,
+    cap: float = 8.0,
+    sleep: Callable[[float], None] = time.sleep,
+    on_retry: Callable[[ConduitError, float, int], None] | None = None,
+) -> T:
+    """Call ``fn``; on a retryable :class:`ConduitError` wait and try again, up to ``attempts`` times.
+
+    ``on_retry(error, wait, next_attempt)`` runs before each wait (``next_attempt`` counts from 2).
+    """
     waits = delays(attempts, base, cap)
-    for wait in waits:
+    for n, wait in enumerate(waits, start=2):
         try:
             return fn()
         except ConduitError as exc:
             if not exc.retryable:
                 raise
+            if on_retry is not None:
+                on_retry(exc, wait, n)
         sleep(wait)
     return fn()
