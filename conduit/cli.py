@@ -152,7 +152,15 @@ def state_show(config: Path) -> None:
 @_config_opt
 def state_reset(resource: str, config: Path) -> None:
     """Forget RESOURCE's mark: the next run loads everything again."""
-    found = _store(config).reset_state(resource)
+    from conduit.errors import UsageError
+    from conduit.project import load_project
+
+    project = load_project(config)
+    found = project.store.reset_state(resource)
+    names = [r.name for r in project.config.resources]
+    if not found and resource not in names:  # a resource dropped from the config may still have a mark to forget
+        msg = f"unknown resource {resource!r} (resources: {', '.join(names) or 'none'})"
+        raise UsageError(msg)
     click.echo(f"{resource}: state reset" if found else f"{resource}: no state stored")
 
 

@@ -137,7 +137,8 @@ _SECRET_KEY = re.compile(r"password|passwd|secret|token|passphrase|private_key|c
 
 
 def config_error(exc: ValidationError, prefix: tuple[str | int, ...], lines: Lines, fname: str, model: type[BaseModel]) -> ConfigError:
-    err = exc.errors()[0]
+    errors = exc.errors()
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])  # a misspelt key also makes its right name "missing"
     loc = (*prefix, *err["loc"])
     line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), 1)
     if err["type"] == "extra_forbidden":
