@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
 from importlib.metadata import entry_points
 
 from conduit.connectors.base import Connector
@@ -69,8 +70,20 @@ class Registry:
         except ImportError as exc:
             msg = f"connector {type_name!r} needs an extra package: {exc.name or exc} (pip install 'conduit-load[{type_name}]')"
             raise ConfigError(msg) from None
+        missing = next((m for m in connector.requires if not _installed(m)), None)
+        if missing is not None:
+            msg = f"connector {type_name!r} needs an extra package: {missing} (pip install 'conduit-load[{connector.extra or type_name}]')"
+            raise ConfigError(msg)
         self._loaded[type_name] = connector
         return connector
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # a missing parent package, or a finder that refuses it
+        return False
 
 
 registry = Registry(BUILTINS)

@@ -294,3 +294,5 @@ class Connector:
     destination: builtins.type[Destination] | None = None
     version: str = ""
     extra: str = ""
+    requires: tuple[str, ...] = ()
+    """Modules its driver imports (lazily, at connect): the registry checks they are installed."""

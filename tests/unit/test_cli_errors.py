@@ -63,3 +63,27 @@ def test_state_reset_of_a_configured_resource_succeeds(tmp_path: Path, capsys: p
     cfg = _project(tmp_path)
     assert _main("state", "reset", "events", "--config", str(cfg)) == 0
     assert capsys.readouterr().out.strip() == "events: no state stored"
+
+
+BLOCK_DRIVERS = """
+import importlib.abc, sys
+class _Missing(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {'adbc_driver_postgresql', 'psycopg'}:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, _Missing())
+"""
+
+
+def test_a_missing_extra_names_the_pip_install_before_anything_runs(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    cfg = _project(tmp_path)
+    cfg.write_text(cfg.read_text().replace("destinations:\n", "destinations:\n  - name: pg\n    type: postgresql\n    connection_string: postgresql://postgres@127.0.0.1:5432/test\n"))
+    code = BLOCK_DRIVERS + "from conduit.cli import entry; sys.argv = ['conduit', 'run', sys.argv[1], '--no-progress']; entry()"
+    out = subprocess.run([sys.executable, "-c", code, str(cfg)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip() == "error: ingest.yml:9: destinations[0].type: connector 'postgresql' needs an extra package: adbc_driver_postgresql (pip install 'conduit-load[postgresql]')"
+    with duckdb.connect(str(tmp_path / "s.duckdb")) as con:  # nothing ran: no run recorded, events not loaded
+        assert con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'runs'").fetchone() == (0,)

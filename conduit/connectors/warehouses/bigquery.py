@@ -387,4 +387,4 @@ def _ddl_type(field: bigquery.SchemaField) -> str:
     return f"ARRAY<{kind}>" if field.mode == "REPEATED" else kind
 
 
-CONNECTOR = Connector("bigquery", None, BigQueryDestination, extra="bigquery")
+CONNECTOR = Connector("bigquery", None, BigQueryDestination, extra="bigquery", requires=("google.cloud.bigquery",))

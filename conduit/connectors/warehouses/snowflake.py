@@ -389,4 +389,4 @@ class SnowflakeDestination(Destination):
         self._cleanup(load)
 
 
-CONNECTOR = Connector("snowflake", None, SnowflakeDestination, extra="snowflake")
+CONNECTOR = Connector("snowflake", None, SnowflakeDestination, extra="snowflake", requires=("adbc_driver_snowflake", "adbc_driver_manager"))
