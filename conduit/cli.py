@@ -76,8 +76,8 @@ def run(config: Path, resources: tuple[str, ...], resume: bool, full_refresh: bo
 @cli.command()
 @_config_arg
 def validate(config: Path) -> None:
-    """Check CONFIG: keys, types, references, and that every connection really works."""
-    from conduit import runner
+    """Check CONFIG: keys, types, references, connections, and each resource's source and key columns."""
+    from conduit import preview, runner
     from conduit.progress import Reporter
     from conduit.project import load_project
 
@@ -91,6 +91,7 @@ def validate(config: Path) -> None:
         for dst in project.config.destinations:
             ctx.destination(dst.name).check()
             click.echo(f"destination {dst.name} ({dst.type}): ok")
+        preview.check(ctx)
     finally:
         ctx.close()
     click.echo(f"{project.path.name}: valid ({len(project.config.resources)} resources)")

@@ -42,6 +42,17 @@ class UsageError(ConfigError):
     """A CLI invocation that cannot run (unknown resource, missing config file)."""
 
 
+class NotAColumn(ConfigError):
+    """A key of a resource (``primary_keys``, ``partition_by``) names a column its source does not have.
+
+    ``key`` is the resource's config key, so ``conduit validate`` can point at its line.
+    """
+
+    def __init__(self, resource: str, key: str, detail: str):
+        super().__init__(f"{resource}: {key}: {detail}")
+        self.key, self.detail = key, detail
+
+
 class ConnectorNotFound(ConfigError):
     """A ``type:`` that no built-in or plug-in connector provides."""
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from conduit import quality
+from conduit.config import ResourceConfig
 from conduit.connectors.base import Load, Task
+from conduit.errors import ConfigError, NotAColumn, SourceError
 from conduit.progress import Reporter
 from conduit.project import load_project
 from conduit.runner import Context, select
@@ -19,12 +21,38 @@ def _transform(config: Path, resource: str) -> tuple[Context, Load]:
     project = load_project(config)
     (res,) = select(project, [resource])
     ctx = Context(project, "inspect", Reporter(), None, False, project.store)
+    return ctx, _load_of(ctx, res)
+
+
+def _load_of(ctx: Context, res: ResourceConfig) -> Load:
+    """The load ``res`` would make, its schema set from the source's first part."""
     source, dest = ctx.source(res.source), ctx.destination(res.destination)
-    opts = project.table_options(res).model_copy(update={"schema_evolution": "warn"})
+    opts = ctx.project.table_options(res).model_copy(update={"schema_evolution": "warn"})
     load = Load("inspect", "inspect", res.name, opts.table or dest.default_table(res.name), opts)
-    part = next(iter(source.parts(Task(res, project.dir))))
+    part = next(iter(source.parts(Task(res, ctx.project.dir))), None)
+    if part is None:
+        msg = f"{res.name}: the source has no rows to read"
+        raise SourceError(msg)
     make_transform(res, source, dest, part, load, quality.Checks(res).evaluator(), ctx.reporter.message)
-    return ctx, load
+    return load
+
+
+def check(ctx: Context) -> None:
+    """What a run would find first, before any data moves: every resource's source opens and its key columns exist.
+
+    Raises :class:`~conduit.errors.ConfigError` at the resource's line in the config.
+    """
+    project = ctx.project
+    for i, res in enumerate(project.config.resources):
+        try:
+            _load_of(ctx, res)
+        except NotAColumn as exc:
+            line = project.lines.get(("resources", i, exc.key), project.lines.get(("resources", i), 1))
+            msg = f"{project.path.name}:{line}: resources[{i}].{exc.key}: {exc.detail}"
+            raise ConfigError(msg) from None
+        except (SourceError, ConfigError) as exc:
+            msg = f"{project.path.name}:{project.lines.get(('resources', i), 1)}: resources[{i}]: {exc}"
+            raise ConfigError(msg) from None
 
 
 def infer(config: Path, resource: str) -> list[tuple[str, str]]:

@@ -18,6 +18,7 @@ from conduit import schema as sch
 from conduit.coerce import Coercer
 from conduit.config import ResourceConfig
 from conduit.connectors.base import ERROR, RAW, RECHECK, ROW_NUMBER, SEQ, Destination, Load, Part, Source
+from conduit.errors import NotAColumn
 from conduit.schema import same_type
 
 PART_SHIFT = 40  # _conduit_seq = part index << 40 | row number: stable across resumes
@@ -192,10 +193,20 @@ def make_transform(res: ResourceConfig, source: Source, dest: Destination, part:
         if drop:
             message(f"{res.name}: warning: columns not in {load.table} are not loaded: {', '.join(drop)}")
             arrow_schema = _without(arrow_schema, drop)
+    _check_keys(res.name, load, arrow_schema.names)
     if load.write_mode == "merge":
         arrow_schema = arrow_schema.append(pa.field(SEQ, pa.int64()))
     load.schema = arrow_schema
     return Transform(coercer, arrow_schema, checks=checks, drop=drop, add_seq=load.write_mode == "merge", views=views)
+
+
+def _check_keys(resource: str, load: Load, columns: list[str]) -> None:
+    """Key columns the load's rows do not have: an error now, before anything is staged."""
+    for key, names in (("primary_keys", load.primary_keys), ("partition_by", load.options.partition_by)):
+        missing = [n for n in names if n not in columns]
+        if missing:
+            detail = f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not {'a column' if len(missing) == 1 else 'columns'} of {resource} (columns: {', '.join(columns)})"
+            raise NotAColumn(resource, key, detail)
 
 
 def _without(schema: pa.Schema, names: list[str]) -> pa.Schema:

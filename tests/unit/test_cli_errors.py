@@ -87,3 +87,38 @@ def test_a_missing_extra_names_the_pip_install_before_anything_runs(tmp_path: Pa
     assert out.stderr.strip() == "error: ingest.yml:9: destinations[0].type: connector 'postgresql' needs an extra package: adbc_driver_postgresql (pip install 'conduit-load[postgresql]')"
     with duckdb.connect(str(tmp_path / "s.duckdb")) as con:  # nothing ran: no run recorded, events not loaded
         assert con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'runs'").fetchone() == (0,)
+
+
+def _merge_on(tmp_path: Path, key: str) -> Path:
+    cfg = _project(tmp_path)
+    cfg.write_text(cfg.read_text() + f"    write_mode: merge\n    primary_keys: [{key}]\n")
+    return cfg
+
+
+def test_validate_finds_a_merge_key_that_is_not_a_column(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = _merge_on(tmp_path, "idd")
+    assert _main("validate", str(cfg)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: ingest.yml:16: resources[0].primary_keys: idd is not a column of events (columns: id)"
+    assert not (tmp_path / "w.duckdb").exists() or duckdb.connect(str(tmp_path / "w.duckdb")).execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'events'").fetchone() == (0,)
+
+
+def test_a_run_merging_on_a_missing_key_fails_before_staging_with_one_line(tmp_path: Path) -> None:
+    import conduit
+
+    cfg = _merge_on(tmp_path, "idd")
+    result = conduit.run(cfg)
+    assert result.status == "failed"
+    assert result.resources[0].error == "events: primary_keys: idd is not a column of events (columns: id)"
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name LIKE '%events%'").fetchone() == (0,)
+    with duckdb.connect(str(tmp_path / "s.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT error FROM resource_runs").fetchall() == [(result.resources[0].error,)]
+
+
+def test_validate_finds_a_glob_that_matches_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = _project(tmp_path)
+    cfg.write_text(cfg.read_text() + '    path: "nomatch*.csv"\n')
+    assert _main("validate", str(cfg)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: ingest.yml:12: resources[0]: events: no csv files match {tmp_path}/data/nomatch*.csv"
