@@ -128,10 +128,18 @@ def _split_unparsed(df: pl.DataFrame) -> tuple[pl.DataFrame, list[Bad]]:
 
 
 def sample(part: Part, rows: int) -> pl.DataFrame:
-    """The first ``rows`` parsable rows of a lazily scanned part (for type inference)."""
+    """The first ``rows`` parsable rows of a lazily scanned part (for type inference).
+
+    Read through the part's own block reader when it has one, so the sample holds as
+    little memory as the load itself (a scan would buffer an overlong record whole).
+    """
     assert isinstance(part.frame, pl.LazyFrame)
     try:
-        df = part.frame.head(rows).collect()
+        if part.read is not None:
+            first = next(iter(part.read(0, rows)), None)
+            df = first if first is not None else part.frame.clear().collect()
+        else:
+            df = part.frame.head(rows).collect()
     except pl.exceptions.PolarsError:
         if part.fallback is None:
             raise
