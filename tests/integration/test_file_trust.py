@@ -141,3 +141,24 @@ def test_overlong_line_is_refused_with_file_and_line(tmp_path: Path, monkeypatch
     assert result.status == "failed"
     error = result.resources[0].error or ""
     assert f"{tmp_path / name}: the record at line 3 is longer than 65,536 bytes" in error
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_nul_byte_bound_for_postgres_dead_letters_the_row(tmp_path: Path, pg_uri: str, pg_schema: str, kind: str) -> None:
+    rows = {"id": [1, 2, 3], "note": ["a", "b\x00c", "d"], "tag": ["x", "y", "z\x00"]}
+    if kind == "csv":
+        data = b"id,note,tag\n1,a,x\n2,b\x00c,y\n3,d,z\x00\n"
+    else:
+        pq.write_table(pa.table(rows), tmp_path / "p.parquet")
+        data = (tmp_path / "p.parquet").read_bytes()
+    cfg = _project(tmp_path, kind, f"nul.{kind}", data, _pg(pg_uri, pg_schema))
+    result = conduit.run(str(cfg))
+    assert result.status == "partial_success", result.resources[0].error
+    with psycopg.connect(pg_uri) as con:
+        assert con.execute(f'SELECT id, note, tag FROM "{pg_schema}".t ORDER BY id').fetchall() == [(1, "a", "x")]
+    dlq = _dead_letters(result).sort("_conduit_row_number")
+    assert dlq["_conduit_row_number"].to_list() == [2, 3]
+    assert dlq["_conduit_check"].to_list() == ["nul", "nul"]
+    assert dlq["_conduit_error"].to_list() == ["NUL byte in column note (destination out cannot store it in text)", "NUL byte in column tag (destination out cannot store it in text)"]
+    assert dlq["note"].to_list() == ["b\x00c", "d"]
