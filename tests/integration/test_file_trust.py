@@ -162,3 +162,22 @@ def test_nul_byte_bound_for_postgres_dead_letters_the_row(tmp_path: Path, pg_uri
     assert dlq["_conduit_check"].to_list() == ["nul", "nul"]
     assert dlq["_conduit_error"].to_list() == ["NUL byte in column note (destination out cannot store it in text)", "NUL byte in column tag (destination out cannot store it in text)"]
     assert dlq["note"].to_list() == ["b\x00c", "d"]
+
+
+@pytest.mark.postgres
+def test_parquet_map_with_non_string_keys_loads_into_postgres(tmp_path: Path, pg_uri: str, pg_schema: str) -> None:
+    table = pa.table(
+        {
+            "id": [1, 2],
+            "m": pa.array([[(1, "a"), (20, "b")], None], pa.map_(pa.int64(), pa.string())),
+            "nested": pa.array([[[(True, 1.5)]], [[]]], pa.list_(pa.map_(pa.bool_(), pa.float64()))),
+            "s": pa.array([[("k", 1)], []], pa.map_(pa.string(), pa.int64())),
+        },
+    )
+    pq.write_table(table, tmp_path / "m.parquet")
+    cfg = _project(tmp_path, "parquet", "m.parquet", (tmp_path / "m.parquet").read_bytes(), _pg(pg_uri, pg_schema))
+    result = conduit.run(str(cfg))
+    assert result.status == "success", result.resources[0].error
+    with psycopg.connect(pg_uri) as con:
+        assert con.execute(f'SELECT id, m, nested, s FROM "{pg_schema}".t ORDER BY id').fetchall() == [(1, {"1": "a", "20": "b"}, [{"true": 1.5}], {"k": 1}), (2, None, [{}], {})]
+    assert dict(_pg_columns(pg_uri, pg_schema))["m"] == "jsonb"
