@@ -70,7 +70,7 @@ def stream_part(part: Part, part_index: int, transform: Transform, batch_size: i
     end = skip
     try:
         if is_direct(part, transform):
-            yield from _direct(part, transform.schema, batch_size, skip)
+            yield from _direct(part, transform, part_index, batch_size, skip)
             return
         for df in frames(part, batch_size, skip):
             if df.height == 0:
@@ -90,9 +90,19 @@ def is_direct(part: Part, transform: Transform) -> bool:
     return not isinstance(part.frame, pl.LazyFrame) and transform.direct(part.frame.schema)
 
 
-def _direct(part: Part, schema: pa.Schema, batch_size: int, skip: int) -> Iterator[Step]:
-    """Steps of an Arrow part that needs no transform: its batches, conformed to ``schema``."""
+def _direct(part: Part, transform: Transform, part_index: int, batch_size: int, skip: int) -> Iterator[Step]:
+    """Steps of an Arrow part that needs no transform: its batches, conformed to the transform's schema.
+
+    A batch holding a NUL the destination cannot store goes through the transform, which dead-letters those rows.
+    """
+    schema = transform.schema
     for before, rb in _arrow_batches(part, batch_size, skip, schema):
+        if transform.nul_columns and transform.has_nul(rb):
+            converted = pl.from_arrow(rb)
+            assert isinstance(converted, pl.DataFrame)
+            good, bad, warned, filtered = transform(converted.with_columns(pl.int_range(before + 1, before + rb.num_rows + 1, dtype=pl.Int64).alias(ROW_NUMBER)), part_index)
+            yield Step(good, bad, rb.num_rows, before + rb.num_rows, warned, filtered)
+            continue
         yield Step(conform(pa.Table.from_batches([rb]), schema).combine_chunks().to_batches()[0], [], rb.num_rows, before + rb.num_rows)
 
 

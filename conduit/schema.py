@@ -9,8 +9,8 @@ Examples
 >>> parse_type("decimal(15, 2)")
 Decimal(precision=15, scale=2)
 >>> import polars as pl
->>> infer_text_types(pl.DataFrame({"flag": ["O", "F"], "n": ["1", "-2"], "d": ["2024-01-02", None]}))
-{'flag': String, 'n': Int64, 'd': Date}
+>>> infer_text_types(pl.DataFrame({"flag": ["O", "F"], "n": ["1", "-2"], "d": ["2024-01-02", None], "zip": ["08123", "10001"]}))
+{'flag': String, 'n': Int64, 'd': Date, 'zip': String}
 """
 
 from __future__ import annotations
@@ -108,9 +108,11 @@ def _infer_one(s: pl.Series) -> pl.DataType:
 
     if all_match(_BOOL):
         return pl.Boolean()
+    if all_match(_FLOAT) and s.str.contains(r"^[+-]?0\d").any():  # zip codes, ids: "08123" is not 8123.0
+        return pl.String()
     if all_match(_INT):
         return pl.Int64()
-    if all_match(_FIXED) and not s.str.contains(r"^[+-]?0\d").any():
+    if all_match(_FIXED):
         whole, _, frac = (s.str.replace(r"^[+-]", "").str.split_exact(".", 1).struct[i] for i in (0, 0, 1))
         scale = int(frac.str.len_chars().max() or 0)  # type: ignore[arg-type]
         digits = int(whole.str.len_chars().max() or 0) + scale  # type: ignore[arg-type]

@@ -68,6 +68,8 @@ class Transform:
     add_seq: bool = False
     row_filter: Callable[[pl.DataFrame], pl.Series] | None = None
     views: bool = False  # emit string_view / binary_view (no copy out of Polars)
+    nul_columns: list[str] = field(default_factory=list)  # text columns the destination cannot hold a NUL in
+    destination: str = ""
 
     def direct(self, schema: pa.Schema) -> bool:
         """Whether batches of ``schema`` pass unchanged (no cast, check, filter or column to add).
@@ -97,6 +99,9 @@ class Transform:
             why = self.coercer.reasons(raw)
             bad.append(Bad(raw, "cast", why.get_column("reason")))
             typed = typed.filter(~bad_mask)
+        if self.nul_columns:
+            typed, nul = self._split_nul(typed)
+            bad += nul
         warned: dict[str, int] = {}
         if self.checks is not None:
             typed, more_bad, warned = self.checks(typed)
@@ -110,6 +115,23 @@ class Transform:
         batch = table.combine_chunks().to_batches()
         good = batch[0] if batch else pa.RecordBatch.from_pylist([], schema=self.schema)
         return good, bad, warned, filtered
+
+    def _split_nul(self, typed: pl.DataFrame) -> tuple[pl.DataFrame, list[Bad]]:
+        """Rows with a NUL in a text column the destination cannot store, as bad rows naming the first such column."""
+        found = [pl.col(c).str.contains("\x00", literal=True).fill_null(False) for c in self.nul_columns if c in typed.columns]
+        mask = typed.select(pl.any_horizontal(found).alias("nul")).get_column("nul") if found else None
+        if mask is None or not mask.any():
+            return typed, []
+        rows = typed.filter(mask)
+        reason = pl.coalesce(pl.when(pl.col(c).str.contains("\x00", literal=True)).then(pl.lit(f"NUL byte in column {c} (destination {self.destination} cannot store it in text)")) for c in self.nul_columns if c in typed.columns)
+        return typed.filter(~mask), [Bad(rows, "nul", rows.select(reason.alias("reason")).get_column("reason"))]
+
+    def has_nul(self, batch: pa.RecordBatch) -> bool:
+        """Whether a text column of ``batch`` that must not hold a NUL holds one (one vectorized scan per column)."""
+        import pyarrow.compute as pc
+
+        names = [n for n in self.nul_columns if n in batch.schema.names and sch.is_text(batch.schema.field(n).type)]
+        return any(pc.any(pc.match_substring(batch.column(n), "\x00")).as_py() for n in names)
 
 
 def compat_level(views: bool) -> pl.CompatLevel | None:
@@ -129,10 +151,18 @@ def _split_unparsed(df: pl.DataFrame) -> tuple[pl.DataFrame, list[Bad]]:
 
 
 def sample(part: Part, rows: int) -> pl.DataFrame:
-    """The first ``rows`` parsable rows of a lazily scanned part (for type inference)."""
+    """The first ``rows`` parsable rows of a lazily scanned part (for type inference).
+
+    Read through the part's own block reader when it has one, so the sample holds as
+    little memory as the load itself (a scan would buffer an overlong record whole).
+    """
     assert isinstance(part.frame, pl.LazyFrame)
     try:
-        df = part.frame.head(rows).collect()
+        if part.read is not None:
+            first = next(iter(part.read(0, rows)), None)
+            df = first if first is not None else part.frame.clear().collect()
+        else:
+            df = part.frame.head(rows).collect()
     except pl.exceptions.PolarsError:
         if part.fallback is None:
             raise
@@ -197,7 +227,8 @@ def make_transform(res: ResourceConfig, source: Source, dest: Destination, part:
     if load.write_mode == "merge":
         arrow_schema = arrow_schema.append(pa.field(SEQ, pa.int64()))
     load.schema = arrow_schema
-    return Transform(coercer, arrow_schema, checks=checks, drop=drop, add_seq=load.write_mode == "merge", views=views)
+    nul = [] if dest.capabilities.text_nul else [f.name for f in arrow_schema if sch.is_text(f.type)]
+    return Transform(coercer, arrow_schema, checks=checks, drop=drop, add_seq=load.write_mode == "merge", views=views, nul_columns=nul, destination=dest.name)
 
 
 def _check_keys(resource: str, load: Load, columns: list[str]) -> None:

@@ -58,6 +58,9 @@ class Capabilities:
     max_identifier_bytes
         The longest table, schema or column name the destination keeps as written
         (PostgreSQL truncates past 63 bytes); None when there is no such limit.
+    text_nul
+        Whether a text column can hold the NUL character. When it cannot (PostgreSQL),
+        the engine dead-letters rows with a NUL in any text column before staging.
     """
 
     write_modes: frozenset[str] = frozenset({"append", "replace", "merge"})
@@ -66,6 +69,7 @@ class Capabilities:
     incremental_pushdown: bool = False
     arrow_views: bool = False
     max_identifier_bytes: int | None = None
+    text_nul: bool = True
 
 
 @dataclass

@@ -34,6 +34,7 @@ import numpy as np
 import polars as pl
 
 from conduit.connectors.base import ROW_NUMBER
+from conduit.connectors.files import limits
 
 if TYPE_CHECKING:
     from conduit.connectors.files.options import CsvOptions
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 BLOCK = 4 << 20  # bytes per block: smaller holds less memory, larger parses a little faster
 
 
-def csv(fh: BinaryIO, opts: CsvOptions, names: list[str], skip: int, batch_size: int) -> Iterator[pl.DataFrame]:
+def csv(fh: BinaryIO, opts: CsvOptions, names: list[str], skip: int, batch_size: int, source: str = "<stream>") -> Iterator[pl.DataFrame]:
     """Frames of at most ``batch_size`` records numbered above ``skip``: row number, text columns, recheck mark."""
     from conduit.connectors.files.csv_tolerant import finish
 
@@ -60,17 +61,17 @@ def csv(fh: BinaryIO, opts: CsvOptions, names: list[str], skip: int, batch_size:
             raise_if_empty=False,
         )
 
-    for df in _batched(parse, _blocks(fh, opts.quote), skip, batch_size, at_once=1):  # Polars' CSV reader keeps both cores busy
+    for df in _batched(parse, _blocks(fh, opts.quote, source), skip, batch_size, at_once=1):  # Polars' CSV reader keeps both cores busy
         yield finish(df, names, opts.null_values)
 
 
-def ndjson(fh: BinaryIO, schema: pl.Schema, skip: int, batch_size: int) -> Iterator[pl.DataFrame]:
+def ndjson(fh: BinaryIO, schema: pl.Schema, skip: int, batch_size: int, source: str = "<stream>") -> Iterator[pl.DataFrame]:
     """Frames of at most ``batch_size`` rows numbered above ``skip`` (blank lines are not rows), typed by ``schema``."""
 
     def parse(block: bytes, first: bool) -> pl.DataFrame:
         return pl.read_ndjson(block, schema=schema)
 
-    yield from _batched(parse, _blocks(fh, None), skip, batch_size, at_once=2)  # one read_ndjson keeps ~1.3 cores busy
+    yield from _batched(parse, _blocks(fh, None, source), skip, batch_size, at_once=2)  # one read_ndjson keeps ~1.3 cores busy
 
 
 def _batched(parse: Callable[[bytes, bool], pl.DataFrame], blocks: Iterator[bytes], skip: int, batch_size: int, at_once: int) -> Iterator[pl.DataFrame]:
@@ -115,18 +116,23 @@ def _parallel(parse: Callable[[bytes, bool], pl.DataFrame], blocks: Iterator[byt
             yield parsing.popleft().result()
 
 
-def _blocks(fh: BinaryIO, quote: str | None) -> Iterator[bytes]:
+def _blocks(fh: BinaryIO, quote: str | None, source: str) -> Iterator[bytes]:
     """The stream in pieces of about :data:`BLOCK` bytes that end at a record boundary.
 
     Each block is copied once (the previous block's unfinished record joined in front).
     """
     rest = b""
+    lines = 0  # newlines in the blocks yielded so far
     while block := fh.read(BLOCK):
         cut = boundary(block, quote, odd=_count(rest, quote.encode()) % 2 if quote else 0)
         if cut < 0:  # no record ends in this block: read on
             rest += block
+            if len(rest) > limits.MAX_LINE_BYTES:
+                raise limits.line_too_long(source, lines + 1)
             continue
-        yield b"".join((rest, memoryview(block)[: cut + 1]))
+        out = b"".join((rest, memoryview(block)[: cut + 1]))
+        lines += _count(out, b"\n")
+        yield out
         rest = block[cut + 1 :]
     if rest:
         yield rest

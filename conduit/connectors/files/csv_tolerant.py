@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, BinaryIO, TypeVar
 import polars as pl
 
 from conduit.connectors.base import ERROR, RAW, RECHECK, ROW_NUMBER
+from conduit.connectors.files import limits
 
 if TYPE_CHECKING:
     from conduit.connectors.files.options import CsvOptions
@@ -53,9 +54,9 @@ def finish(lf: Frame, names: list[str], null_values: list[str]) -> Frame:
     return lf
 
 
-def records(fh: BinaryIO, opts: CsvOptions, names: list[str], after: int, batch_size: int) -> Iterator[pl.DataFrame]:
+def records(fh: BinaryIO, opts: CsvOptions, names: list[str], after: int, batch_size: int, source: str = "<stream>") -> Iterator[pl.DataFrame]:
     """Frames of the records numbered above ``after`` (data records, 1-based), bad ones marked."""
-    reader = _Reader(opts, names)
+    reader = _Reader(opts, names, source)
     pending: list[pl.DataFrame] = []
     size = 0
     for frame in reader.frames(fh):
@@ -84,8 +85,9 @@ def _tidy(df: pl.DataFrame, names: list[str], opts: CsvOptions) -> pl.DataFrame:
 class _Reader:
     """Splits a byte stream into numbered records, block by block."""
 
-    def __init__(self, opts: CsvOptions, names: list[str]):
+    def __init__(self, opts: CsvOptions, names: list[str], source: str):
         self.opts = opts
+        self.source = source
         self.names = names
         self.quote = opts.quote
         self.strip = re.compile(f"{re.escape(self.quote)}[^{re.escape(self.quote)}]*{re.escape(self.quote)}") if self.quote else None
@@ -106,6 +108,8 @@ class _Reader:
                 cut = data.rfind(b"\n")
                 if cut < 0:
                     rest = data
+                    if len(rest) > limits.MAX_LINE_BYTES:
+                        raise limits.line_too_long(self.source, self.line_no + 1)
                     continue
                 data, rest = data[: cut + 1], data[cut + 1 :]
             else:

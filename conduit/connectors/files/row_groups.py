@@ -36,7 +36,9 @@ class RowGroups(Seekable):
         self.fs, self.url = fs, url
         with self._open() as fh:
             file = pq.ParquetFile(fh)
-            self.schema = file.schema_arrow
+            stored = file.schema_arrow
+            self.schema = pa.schema([f.with_type(pa.float32()) if pa.types.is_float16(f.type) else f for f in stored], metadata=stored.metadata)
+            self._half = not self.schema.equals(stored)  # float16 columns: read as float32 (no destination, nor Polars, takes half floats)
             self.metadata = file.metadata
             self.rows = [file.metadata.row_group(i).num_rows for i in range(file.num_row_groups)]
         self.num_rows = sum(self.rows)
@@ -57,7 +59,8 @@ class RowGroups(Seekable):
         with self._open() as fh:
             file = pq.ParquetFile(fh) if metadata is None else pq.ParquetFile(fh, metadata=metadata, binary_type=pa.large_binary())
             for group in range(first, len(self.rows)):
-                yield from file.iter_batches(batch_size=batch_size, row_groups=[group])
+                for batch in file.iter_batches(batch_size=batch_size, row_groups=[group]):
+                    yield batch.cast(pa.schema([f.with_type(pa.float32()) if pa.types.is_float16(f.type) else f for f in batch.schema])) if self._half else batch
 
     def _plain_strings(self, want: pa.Schema | None) -> pq.FileMetaData | None:
         """The file's metadata without its stored Arrow schema, when that schema asks for string views that ``want`` does not.

@@ -40,6 +40,8 @@ from conduit.connectors.files.storage import bucket, describe, filesystem, is_ur
 from conduit.errors import ConfigError, SourceError
 
 _GLOB_CHARS = set("*?[")
+_GZIP_MAGIC = b"\x1f\x8b"
+_COMPRESSED = (".gz", ".gzip", ".bz2", ".zst", ".zstd", ".xz", ".lz4")
 _UTF8 = {"utf-8", "utf8", "utf-8-sig", "utf8-sig"}
 
 
@@ -93,6 +95,7 @@ class FileSource(Source):
                 raise SourceError(msg)
             if task.incremental is not None and task.incremental.value is not None and self.nothing_newer(url, task.incremental):
                 continue
+            self._check_not_compressed(url)
             frame = self.scan(url)
             local = None if is_url(url) else LocalFile(self.format, url)
             yield Part(name=url, frame=frame, text_columns=self.format == "csv", bytes=size, local=local)
@@ -100,6 +103,16 @@ class FileSource(Source):
     def estimate_rows(self, task: Task) -> int | None:
         """Row estimate from Parquet metadata (exact) or file size (rough)."""
         return None
+
+    def _check_not_compressed(self, url: str) -> None:
+        """A text file whose name says uncompressed but whose first bytes are gzip's magic is refused, by name."""
+        if self.format == "parquet" or url.lower().endswith(_COMPRESSED):
+            return
+        with self.fs.open(url, "rb") as fh:
+            magic = fh.read(2)
+        if magic == _GZIP_MAGIC:
+            msg = f"file {url} is gzip-compressed; name it {url.rsplit('/', 1)[-1]}.gz"
+            raise SourceError(msg)
 
     def nothing_newer(self, url: str, inc: Incremental) -> bool:
         """Whether file statistics prove no row is above the mark (only Parquet knows)."""
@@ -137,6 +150,7 @@ class CsvSource(FileSource):
     def __init__(self, name: str, options: FileSourceOptions, project_dir: Path):
         super().__init__(name, options, project_dir)
         self._transcoded: dict[str, str] = {}
+        self._raw_names: dict[str, list[str]] = {}  # url -> Polars' header names, where they differ from the cleaned ones
 
     def scan(self, url: str) -> pl.LazyFrame:
         """Every column as text; types come from :mod:`conduit.coerce`; short rows are marked.
@@ -144,10 +158,11 @@ class CsvSource(FileSource):
         The scan gives the header and the type-inference sample; the rows themselves are
         read block by block (:mod:`conduit.connectors.files.blocks`, see :meth:`parts`).
         """
-        from conduit.connectors.files import csv_tolerant
+        from conduit.connectors.files import csv_tolerant, headers
 
         o: CsvOptions = self.format_opts  # type: ignore[assignment]
         source = self._utf8(url)
+        storage = self._storage if is_url(source) else None
         lf = pl.scan_csv(
             source,
             separator=o.delimiter,
@@ -160,10 +175,16 @@ class CsvSource(FileSource):
             row_index_name=ROW_NUMBER,  # the tolerant path resumes from a row number
             row_index_offset=1,
             glob=False,
-            storage_options=self._storage if is_url(source) else None,
+            storage_options=storage,
             raise_if_empty=False,
         )
         names = [c for c in lf.collect_schema() if c != ROW_NUMBER]
+        if o.header and names:
+            with open(source, "rb") if source != url else self.fs.open(url, "rb", compression="infer") as fh:
+                cleaned = headers.read(fh, o, names)
+            if len(cleaned) == len(names) and cleaned != names:
+                self._raw_names[url] = names
+                lf, names = lf.rename(dict(zip(names, cleaned, strict=True))), cleaned
         return csv_tolerant.finish(lf, names, o.null_values) if names else lf
 
     def _utf8(self, url: str) -> str:
@@ -188,15 +209,17 @@ class CsvSource(FileSource):
         from conduit.connectors.files import blocks
 
         source = self._utf8(url)
+        raw = self._raw_names.get(url)
         with open(source, "rb") if source != url else self.fs.open(url, "rb", compression="infer") as fh:
-            yield from blocks.csv(fh, self.format_opts, names, after, batch_size)
+            for df in blocks.csv(fh, self.format_opts, raw or names, after, batch_size, source=url):
+                yield df.rename(dict(zip(raw, names, strict=True))) if raw else df
 
     def _fallback(self, url: str, names: list[str]) -> Callable[[int, int], Iterator[pl.DataFrame]]:
         from conduit.connectors.files import csv_tolerant
 
         def read(after: int, batch_size: int) -> Iterator[pl.DataFrame]:
             with self.fs.open(url, "rb", compression="infer") as fh:
-                yield from csv_tolerant.records(fh, self.format_opts, names, after, batch_size)
+                yield from csv_tolerant.records(fh, self.format_opts, names, after, batch_size, source=url)
 
         return read
 
@@ -236,6 +259,9 @@ class NdjsonSource(FileSource):
             url, frame = part.name, part.frame
             assert isinstance(frame, pl.LazyFrame)
             file_schema = pl.Schema({k: v for k, v in frame.collect_schema().items() if k != ROW_NUMBER})
+            if not file_schema.names():
+                msg = f'{task.resource.name}: {url}: no line among the first {self.format_opts.infer_rows:,} is a JSON object (each line must be one object, e.g. {{"id": 1}})'
+                raise SourceError(msg)
             storage = self._storage if is_url(url) else None
             part.read = lambda after, size, url=url, s=file_schema: self._blocks(url, s, after, size)
             part.fallback = lambda after, size, url=url, s=file_schema, st=storage: ndjson_tolerant.records(url, st, s, after, size)
@@ -245,7 +271,7 @@ class NdjsonSource(FileSource):
         from conduit.connectors.files import blocks
 
         with self.fs.open(url, "rb", compression="infer") as fh:
-            yield from blocks.ndjson(fh, schema, after, batch_size)
+            yield from blocks.ndjson(fh, schema, after, batch_size, source=url)
 
 
 class JsonSource(FileSource):

@@ -121,10 +121,28 @@ def to_json_text(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
         return arr.storage.cast(pa.string())
     if is_text(arr.type):
         return arr.cast(pa.string())
+    if (keyed := text_map_keys(arr.type)) != arr.type:
+        arr = arr.cast(keyed)  # JSON object keys are text: map<int64, v> {1: x} becomes {"1": x}
     series = pl.Series("v", arr)
     df = pl.DataFrame([series])
     encoded = pl.when(pl.col("v").is_null()).then(None).otherwise(pl.struct("v").struct.json_encode().str.slice(5).str.head(-1))
     return df.select(encoded.alias("v")).get_column("v").to_arrow().cast(pa.string())
+
+
+def text_map_keys(t: pa.DataType) -> pa.DataType:
+    """``t`` with every map's keys as strings, nested ones too (JSON object keys are text).
+
+    >>> text_map_keys(pa.list_(pa.map_(pa.int64(), pa.float64())))
+    ListType(list<item: map<string, double>>)
+    """
+    if pa.types.is_map(t):
+        return pa.map_(pa.string() if not is_text(t.key_type) else t.key_type, text_map_keys(t.item_type))
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        inner = t.value_field.with_type(text_map_keys(t.value_type))
+        return pa.large_list(inner) if pa.types.is_large_list(t) else pa.list_(inner)
+    if pa.types.is_struct(t):
+        return pa.struct([f.with_type(text_map_keys(f.type)) for f in t])
+    return t
 
 
 def cast_batch(batch: pa.RecordBatch, target: pa.Schema, cols: dict[str, PgColumn]) -> pa.RecordBatch:
