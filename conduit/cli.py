@@ -185,6 +185,20 @@ def schema_compare(resource: str, config: Path) -> None:
 
 
 @cli.command()
+@_config_arg
+@click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
+def gc(config: Path, dry_run: bool) -> None:
+    """Remove staging tables, ledger rows and dead-letter parts that no resumable run of CONFIG needs."""
+    from conduit import gc as collector
+    from conduit.project import load_project
+
+    found = collector.collect(load_project(config), remove=not dry_run)
+    for line in found:
+        click.echo(("would remove " if dry_run else "removed ") + line)
+    click.echo(f"{len(found)} leftover(s) {'found' if dry_run else 'removed'}")
+
+
+@cli.command()
 @click.argument("directory", default=".", type=click.Path(path_type=Path))
 @click.option("--rows", default=10_000, show_default=True, help="Rows of sample data to generate.")
 def init(directory: Path, rows: int) -> None:
