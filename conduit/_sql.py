@@ -15,6 +15,8 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 
 def quote(identifier: str) -> str:
     """Double-quote an identifier, doubling embedded quotes."""
@@ -41,3 +43,13 @@ def column_list(names: list[str]) -> str:
 def stage_name(load_id: str) -> str:
     """The staging table name of a load (same schema as the target)."""
     return f"_conduit_stage_{load_id}".replace("-", "_")
+
+
+def of_runs(name: str, runs: Collection[str]) -> bool:
+    """Whether a load id or staging table name (``_conduit_stage_<run id>_<resource>``) belongs to one of ``runs``.
+
+    >>> of_runs("_conduit_stage_20260101T000000_abc123_events", {"20260101T000000_abc123"}), of_runs("r2_events", {"r1"})
+    (True, False)
+    """
+    bare = name.removeprefix("_conduit_stage_")
+    return any(bare.startswith(f"{run}_".replace("-", "_")) or bare.startswith(f"{run}_") for run in runs)

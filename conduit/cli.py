@@ -40,11 +40,12 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("-r", "--resource", "resources", multiple=True, help="Run only this resource (repeatable).")
 @click.option("--resume", is_flag=True, help="Continue the newest interrupted run from its last checkpoint.")
 @click.option("--full-refresh", is_flag=True, help="Ignore and reset incremental state.")
+@click.option("--wait", is_flag=True, help="If another run is loading one of these resources, wait for it instead of exiting 1.")
 @click.option("--dry-run", is_flag=True, help="Validate and show the plan; load nothing.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Rows per batch through the pipeline.")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: on a terminal).")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Format of progress lines without a terminal.")
-def run(config: Path, resources: tuple[str, ...], resume: bool, full_refresh: bool, dry_run: bool, batch_size: int | None, progress: bool | None, log_format: str) -> None:
+def run(config: Path, resources: tuple[str, ...], resume: bool, full_refresh: bool, wait: bool, dry_run: bool, batch_size: int | None, progress: bool | None, log_format: str) -> None:
     """Load every resource of CONFIG (default ./ingest.yml)."""
     from conduit import runner
     from conduit.progress import LineReporter, Reporter, RichReporter
@@ -68,7 +69,7 @@ def run(config: Path, resources: tuple[str, ...], resume: bool, full_refresh: bo
         reporter = RichReporter()
     else:
         reporter = LineReporter(fmt=log_format)
-    result = runner.run(config, list(resources) or None, resume=resume, full_refresh=full_refresh, batch_size=batch_size, reporter=reporter)
+    result = runner.run(config, list(resources) or None, resume=resume, full_refresh=full_refresh, batch_size=batch_size, reporter=reporter, wait=wait)
     click.echo(f"run {result.run_id}: {result.status}" + (" (resumed)" if result.resumed else ""), err=True)
     sys.exit(result.exit_code)
 
@@ -110,7 +111,7 @@ def query(sql: str, config: Path, fmt: str) -> None:
 @cli.command()
 @_config_opt
 @click.option("--all", "show_all", is_flag=True, help="Every run, not just the last 20.")
-@click.option("--status", type=click.Choice(["running", "success", "partial_success", "failed"]), help="Only runs with this status.")
+@click.option("--status", type=click.Choice(["running", "interrupted", "success", "partial_success", "failed"]), help="Only runs with this status.")
 @click.option("--last", is_flag=True, help="Only the newest run, resource by resource.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 def manifest(config: Path, show_all: bool, status: str | None, last: bool, fmt: str) -> None:
@@ -190,6 +191,20 @@ def schema_compare(resource: str, config: Path) -> None:
 
     lines = preview.compare(config, resource)
     click.echo("\n".join(lines) if lines else f"{resource}: no differences")
+
+
+@cli.command()
+@_config_arg
+@click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
+def gc(config: Path, dry_run: bool) -> None:
+    """Remove staging tables, ledger rows and dead-letter parts that no resumable run of CONFIG needs."""
+    from conduit import gc as collector
+    from conduit.project import load_project
+
+    found = collector.collect(load_project(config), remove=not dry_run)
+    for line in found:
+        click.echo(("would remove " if dry_run else "removed ") + line)
+    click.echo(f"{len(found)} leftover(s) {'found' if dry_run else 'removed'}")
 
 
 @cli.command()

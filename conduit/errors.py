@@ -103,3 +103,7 @@ class StoreLocked(ConduitError):
     """The local store stayed locked by another process past the timeout."""
 
     retryable = True
+
+
+class LeaseHeld(ConduitError):
+    """Another live run holds the lease of a resource in this store (``--wait`` waits for it)."""

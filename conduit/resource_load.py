@@ -162,7 +162,7 @@ class ResourceLoad:
         checks.restore(dlq.load_keys(chunk_no))  # unique keys of the chunks already staged
         if staged:
             ctx.reporter.message(f"{res.name}: resuming after {chunk_no} staged chunk(s), {result.rows_written:,} rows already staged")
-        elif ctx.resumed_status.get(res.name) == "running" and lost is None:  # the crash's resource, with nothing that lasted
+        elif ctx.resumed_status.get(res.name) in ("running", "interrupted") and lost is None:  # the crash's resource, with nothing that lasted
             ctx.reporter.message(f"{res.name}: nothing was durably staged before the interruption; loading from the start")
         stream = ChunkStream(self.ctx, self.res, self.result, target, Resume(checks, dlq, positions, chunk_no))
         try:

@@ -7,6 +7,7 @@ and hands each resource to a :class:`~conduit.resource_load.ResourceLoad`.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -18,7 +19,8 @@ from conduit._version import __version__
 from conduit.config import ResourceConfig
 from conduit.connectors import registry
 from conduit.connectors.base import Destination, Load, Source
-from conduit.errors import ConfigError, UsageError
+from conduit.errors import ConfigError, LeaseHeld, UsageError
+from conduit.leases import WAIT_POLL_S, Lease, live_holders
 from conduit.progress import Reporter
 from conduit.project import Project, load_project
 from conduit.results import ResourceResult, RunResult
@@ -130,6 +132,7 @@ def run(
     full_refresh: bool = False,
     batch_size: int | None = None,
     reporter: Reporter | None = None,
+    wait: bool = False,
 ) -> RunResult:
     """Run the resources of an ingest.yml; return what happened (prints nothing itself).
 
@@ -147,6 +150,9 @@ def run(
         Rows per batch, overriding the config.
     reporter
         Progress sink; silent when None.
+    wait
+        When another live run holds one of the resources (its lease), wait for it to
+        end instead of raising :class:`~conduit.errors.LeaseHeld`.
 
     Examples
     --------
@@ -171,36 +177,77 @@ def run(
     plan(project, selected)
     reporter = reporter or Reporter()
     store = project.store
-    config_path_s = str(project.path)
-    previous = store.unfinished_run(config_path_s)
-    resumed = False
-    if previous and (resume or _same_config(store, previous, project.config_hash)):
-        run_id, resumed = previous, True
-        reporter.message(f"resuming interrupted run {run_id}")
-        store.resume_run(run_id)
-    else:
-        if resume:
-            reporter.message("nothing to resume: starting a new run")
-        run_id = time.strftime("%Y%m%dT%H%M%S") + "_" + uuid.uuid4().hex[:6]
-        store.start_run(run_id, config_path_s, project.config_hash, __version__)
-    done = store.resource_status(run_id) if resumed else {}
-    ctx = Context(project, run_id, reporter, batch_size, full_refresh, store, done)
-    if previous and not resumed:
-        reporter.message(f"previous run {previous} was interrupted and its config changed: discarding its staged data and starting over")
-        _discard(ctx, previous)
-    results: list[ResourceResult] = []
+    run_id, resumed, previous, lease = _start(project, [r.name for r in selected], resume, wait, reporter)
     try:
-        for res in selected:
-            if done.get(res.name) in ("success", "partial_success"):
-                continue
-            results.append(ResourceLoad(ctx, res).run())
+        done = store.resource_status(run_id) if resumed else {}
+        ctx = Context(project, run_id, reporter, batch_size, full_refresh, store, done)
+        if previous and not resumed:
+            reporter.message(f"previous run {previous} was interrupted and its config changed: discarding its staged data and starting over")
+            _discard(ctx, previous)
+        results: list[ResourceResult] = []
+        try:
+            for res in selected:
+                if done.get(res.name) in ("success", "partial_success"):
+                    continue
+                results.append(ResourceLoad(ctx, res).run())
+        except KeyboardInterrupt:
+            _interrupted(ctx)
+            raise
+        finally:
+            ctx.close()
+            reporter.close()
+        status = "failed" if any(r.status == "failed" for r in results) else "partial_success" if any(r.rows_dlq for r in results) else "success"
+        errors = "; ".join(f"{r.name}: {r.error}" for r in results if r.error)
+        store.finish_run(run_id, status, errors or None)
     finally:
-        ctx.close()
-        reporter.close()
-    status = "failed" if any(r.status == "failed" for r in results) else "partial_success" if any(r.rows_dlq for r in results) else "success"
-    errors = "; ".join(f"{r.name}: {r.error}" for r in results if r.error)
-    store.finish_run(run_id, status, errors or None)
+        lease.release()
     return RunResult(run_id, status, results, resumed)
+
+
+def _start(project: Project, names: list[str], resume: bool, wait: bool, reporter: Reporter) -> tuple[str, bool, str | None, Lease]:
+    """Pick the run (resume the newest unfinished one nobody holds, or a new one) and lease its resources.
+
+    Returns (run id, resumed, the unfinished run found, the lease, already heartbeating).
+    A resource leased by a live run raises :class:`~conduit.errors.LeaseHeld`, or, with
+    ``wait``, waits until it is released.
+    """
+    store, config_path = project.store, str(project.path)
+    waiting = False
+    while True:
+        previous = store.unfinished_run(config_path, {h.run_id for h in live_holders(store)})
+        resumed = bool(previous and (resume or _same_config(store, previous, project.config_hash)))
+        run_id = previous if previous and resumed else time.strftime("%Y%m%dT%H%M%S") + "_" + uuid.uuid4().hex[:6]
+        lease = Lease(store, run_id, names)
+        try:
+            lease.acquire()
+            break
+        except LeaseHeld as exc:
+            if not wait:
+                raise
+            if not waiting:
+                reporter.message(f"{exc}; waiting for it to finish")
+                waiting = True
+            time.sleep(WAIT_POLL_S)
+    lease.start_heartbeat()
+    try:
+        if resumed:
+            reporter.message(f"resuming interrupted run {run_id}")
+            store.resume_run(run_id)
+        else:
+            if resume:
+                reporter.message("nothing to resume: starting a new run")
+            store.start_run(run_id, config_path, project.config_hash, __version__)
+    except BaseException:
+        lease.release()
+        raise
+    return run_id, resumed, previous, lease
+
+
+def _interrupted(ctx: Context) -> None:
+    """Ctrl-C: record the run and its unfinished resources as ``interrupted`` (resumable), keeping what was staged."""
+    with contextlib.suppress(Exception):
+        ctx.checkpointer.flush()
+    ctx.store.interrupt_run(ctx.run_id)
 
 
 def _same_config(store: Store, run_id: str, config_hash: str) -> bool:

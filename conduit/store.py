@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS files_seen (resource VARCHAR, file VARCHAR, run_id VA
   db_schema VARCHAR DEFAULT '', table_name VARCHAR DEFAULT '', PRIMARY KEY (resource, destination, db_schema, table_name, file));
 CREATE TABLE IF NOT EXISTS schema_versions (resource VARCHAR, version INTEGER, schema_json VARCHAR, hash VARCHAR,
   created_at TIMESTAMPTZ, run_id VARCHAR, change VARCHAR, PRIMARY KEY (resource, version));
+CREATE TABLE IF NOT EXISTS leases (resource VARCHAR PRIMARY KEY, run_id VARCHAR, pid INTEGER, host VARCHAR, started_at TIMESTAMPTZ, heartbeat_at TIMESTAMPTZ);
 """
 _V1 = """SELECT count(*) = 0 AND (SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND table_name = $1) > 0
 FROM duckdb_columns() WHERE database_name = current_database() AND table_name = $1 AND column_name = 'destination'"""
@@ -77,7 +78,8 @@ class Store:
 
     def __init__(self, path: Path):
         self.path = path
-        self.dlq_dir = path.parent / "dlq"
+        self.dlq_dir = path.parent / ("dlq" if path.name == "conduit.duckdb" else f"{path.stem}.dlq")
+        """Dead letters of this store's runs: ``dlq/`` beside the default ``conduit.duckdb``, ``<stem>.dlq/`` beside any other store file."""
         self._ready = False
 
     @contextmanager
@@ -151,13 +153,23 @@ class Store:
         """Close a run with its final status."""
         self._exec("UPDATE runs SET finished_at = now(), status = ?, error = ? WHERE run_id = ?", [status, error, run_id])
 
-    def unfinished_run(self, config_path: str) -> str | None:
-        """The newest run of this config still marked ``running`` (a crash), if any."""
+    def interrupt_run(self, run_id: str) -> None:
+        """Ctrl-C: the run and its resources still running become ``interrupted`` (resumable)."""
+        with self.connect() as con:
+            con.execute("UPDATE resource_runs SET status = 'interrupted', finished_at = now(), error = 'interrupted' WHERE run_id = ? AND status = 'running'", [run_id])
+            con.execute("UPDATE runs SET finished_at = now(), status = 'interrupted', error = 'interrupted (Ctrl-C)' WHERE run_id = ?", [run_id])
+
+    def unfinished_run(self, config_path: str, live: set[str] | frozenset[str] = frozenset()) -> str | None:
+        """The newest run of this config left ``running`` (a crash) or ``interrupted`` (Ctrl-C), if any.
+
+        Runs in ``live`` (their lease is held by a live process) are not unfinished but
+        still going, and are skipped.
+        """
         if not self.path.exists():
             return None
         with self.connect() as con:
-            row = con.execute("SELECT run_id FROM runs WHERE config_path = ? AND status = 'running' ORDER BY started_at DESC LIMIT 1", [config_path]).fetchone()
-        return row[0] if row else None
+            rows = con.execute("SELECT run_id FROM runs WHERE config_path = ? AND status IN ('running', 'interrupted') ORDER BY started_at DESC", [config_path]).fetchall()
+        return next((r[0] for r in rows if r[0] not in live), None)
 
     def resource_status(self, run_id: str) -> dict[str, str]:
         """Status per resource recorded for a run."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import builtins
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
@@ -280,6 +280,14 @@ class Destination(ABC):
     @abstractmethod
     def abort(self, load: Load) -> None:
         """Drop whatever was staged for ``load``."""
+
+    def leftovers(self, runs: Collection[str], remove: bool) -> list[str]:
+        """What finished ``runs`` left staged here (staging objects, ledger rows); dropped when ``remove``.
+
+        ``conduit gc`` calls it with the store's runs that no resume needs. Returns one
+        description per object; the default finds nothing.
+        """
+        return []
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

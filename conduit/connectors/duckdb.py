@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from conduit import crash_points
-from conduit._sql import column_list, qualified, quote, split_table, stage_name
+from conduit._sql import column_list, of_runs, qualified, quote, split_table, stage_name
 from conduit.config import DEFAULT_BATCH_SIZE, Strict
 from conduit.connectors.base import SEQ, Capabilities, Connector, Destination, Load, LocalFile, Part, Source, StagedChunk, Task
 from conduit.errors import DestinationError, SourceError
@@ -309,6 +309,17 @@ class DuckDBDestination(Destination):
     def abort(self, load: Load) -> None:
         """Drop the staging table and ledger rows."""
         self._transaction([f"DROP TABLE IF EXISTS {self._stage_table(load)}", f"DELETE FROM main._conduit_chunks WHERE load_id = '{load.load_id}'"])
+
+    def leftovers(self, runs: Collection[str], remove: bool) -> list[str]:
+        """Staging tables (any schema) and ledger rows of ``runs``; dropped when ``remove``."""
+        con = self.con
+        tables = con.execute("SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database() AND starts_with(table_name, '_conduit_stage_') ORDER BY ALL").fetchall()
+        tables = [(s, t) for s, t in tables if of_runs(t, runs)]
+        loads = [(lid, n) for lid, n in con.execute("SELECT load_id, count(*) FROM main._conduit_chunks GROUP BY load_id ORDER BY load_id").fetchall() if of_runs(lid, runs)]
+        if remove and (tables or loads):
+            drops = [f"DROP TABLE IF EXISTS {quote(s)}.{quote(t)}" for s, t in tables]
+            self._transaction(drops + ["DELETE FROM main._conduit_chunks WHERE load_id = '" + lid.replace("'", "''") + "'" for lid, _ in loads])
+        return [f"staging table {s}.{t}" for s, t in tables] + [f"{n} ledger row(s) of load {lid}" for lid, n in loads]
 
 
 def _reads_alike(t: pa.DataType) -> bool:

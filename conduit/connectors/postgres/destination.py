@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from conduit._sql import qualified, quote, split_table
+from conduit._sql import of_runs, qualified, quote, split_table
 from conduit.connectors.base import SEQ, Capabilities, Destination, Load, StagedChunk
 from conduit.connectors.postgres.connection import PostgresOptions, connect, connect_copy, describe, error, ping
 from conduit.connectors.postgres.ledger import CATALOG, LEDGER, RECORD, TARGET, record_values, stage_name
@@ -392,3 +392,16 @@ class PostgresDestination(Destination):
         self._run(statements, f"{load.resource}: dropping staged data failed")
         with self._lock:
             self._ready.discard(load.load_id)
+
+    def leftovers(self, runs: Collection[str], remove: bool) -> list[str]:
+        """Staging tables (any schema) and ledger rows of ``runs``; dropped when ``remove``."""
+        found = self._fetch("SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' AND starts_with(c.relname, $1) ORDER BY 1, 2", ["_conduit_stage_"])
+        tables = [(s, t) for s, t in found if of_runs(t, runs)]
+        ledger = self._fetch("SELECT to_regclass($1) IS NOT NULL", [f"{self.ledger}._conduit_chunks"])
+        loads = self._fetch(f"SELECT load_id, count(*) FROM {self.ledger}._conduit_chunks WHERE load_id <> $1 GROUP BY 1 ORDER BY 1", [""]) if ledger == [(True,)] else []
+        loads = [(lid, n) for lid, n in loads if of_runs(lid, runs)]
+        if remove and (tables or loads):
+            statements: Statements = [(f"DROP TABLE IF EXISTS {quote(s)}.{quote(t)}", None) for s, t in tables]
+            statements += [(f"DELETE FROM {self.ledger}._conduit_chunks WHERE load_id = $1", [lid]) for lid, _ in loads]
+            self._run(statements, "conduit gc: dropping leftovers failed")
+        return [f"staging table {s}.{t}" for s, t in tables] + [f"{n} ledger row(s) of load {lid}" for lid, n in loads]
