@@ -320,6 +320,8 @@ class PostgresDestination(Destination):
         except BaseException as exc:  # the reader's own error wins, else the server's
             with contextlib.suppress(Exception):
                 conn.rollback()
+            if direct:  # the rollback took every chunk of the load's transaction with it
+                self._appended.pop(load.load_id, None)
             if failed:
                 raise failed[0] from None
             if not isinstance(exc, Exception):
