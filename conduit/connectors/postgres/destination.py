@@ -306,7 +306,7 @@ class PostgresDestination(Destination):
                     try:
                         for batch in batches:
                             for piece in encoder.pieces(cast_batch(batch, target, cols)):
-                                copy.write(piece)
+                                copy.write(memoryview(piece))  # psycopg cuts large writes: views, not copies
                             rows += batch.num_rows
                     except BaseException as exc:
                         failed.append(exc)
