@@ -102,3 +102,42 @@ SCENARIOS: list[Scenario] = [
     _scenario("csv->postgres (append existing)", "csv", "lineitem_csv", "append", True),
     FLOOR,
 ]
+
+
+DUCKDB_PYTHON = os.environ.get("CONDUIT_BENCH_DUCKDB_PYTHON", "")
+"""A Python whose duckdb has the postgres extension (pip ``duckdb-extension-postgres-scanner`` of duckdb's version)."""
+
+_TPCH_TYPES = "{'l_quantity': 'DECIMAL(15,2)', 'l_extendedprice': 'DECIMAL(15,2)', 'l_discount': 'DECIMAL(15,2)', 'l_tax': 'DECIMAL(15,2)', 'l_linenumber': 'INTEGER'}"
+
+
+def _duckdb_command(fmt: str, target: str) -> object:
+    def command(env: Env) -> list[str]:
+        path = env.data / fmt / f"lineitem.{fmt}"
+        read = f"read_parquet('{path}')" if fmt == "parquet" else f"read_csv('{path}', header=true, types={_TPCH_TYPES})"
+        code = (
+            "import duckdb, pathlib, duckdb_extension_postgres_scanner as e\n"
+            "ext = next(pathlib.Path(e.__file__).parent.glob('extensions/*/postgres_scanner.duckdb_extension'))\n"
+            "c = duckdb.connect()\n"
+            "c.execute(f\"LOAD '{ext}'\")\n"
+            f"c.execute(\"ATTACH '{env.pg_uri}' AS pg (TYPE postgres)\")\n"
+            f'c.execute("CREATE TABLE pg.{SCHEMA}.{target} AS SELECT * FROM {read}")\n'
+        )
+        return [DUCKDB_PYTHON, "-c", code]
+
+    return command
+
+
+def _duckdb_scenario(fmt: str) -> Scenario:
+    target = f"lineitem_duckdb_{fmt}"
+    return Scenario(
+        f"duckdb+postgres extension: {fmt} (new table; not Conduit)",
+        "psql \\copy (csv)",
+        _prepare(fmt, target, "append", False),  # type: ignore[arg-type]
+        _duckdb_command(fmt, target),  # type: ignore[arg-type]
+        _baseline,
+        _verify(target),  # type: ignore[arg-type]
+    )
+
+
+if DUCKDB_PYTHON:
+    SCENARIOS += [_duckdb_scenario("parquet"), _duckdb_scenario("csv")]

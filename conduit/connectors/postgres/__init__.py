@@ -1,7 +1,7 @@
 """The PostgreSQL connector: :mod:`.source` streams a query, :mod:`.destination` loads by binary COPY.
 
 :mod:`.connection` holds the options and connects (ADBC, psycopg for COPY); :mod:`.types`
-maps Arrow and PostgreSQL types; :mod:`.copy_encoder` builds COPY rows column by column;
+maps Arrow and PostgreSQL types; :mod:`.copy_encoder` builds COPY rows (pgpq);
 :mod:`.publish` plans the publish SQL.
 """
 

@@ -2,8 +2,8 @@
 
 Each chunk is binary-COPYed into ``_conduit_stage_<load>`` in the
 target's schema, in one transaction with its ``_conduit_chunks`` row; several chunks
-stage at once on separate connections (``copy_streams``). Rows are encoded column by
-column (:mod:`conduit.connectors.postgres.copy_encoder`) and sent through psycopg's COPY: ADBC's
+stage at once on separate connections (``copy_streams``). Rows are encoded a
+batch by pgpq (:mod:`conduit.connectors.postgres.copy_encoder`) and sent through psycopg's COPY: ADBC's
 ``adbc_ingest`` encodes value by value, at several times the client CPU. When the stage
 will become the target (a new table, ``replace``) it is a regular table that publish
 renames (zero copy); otherwise it is UNLOGGED and publish INSERTs or MERGEs from it.
@@ -286,7 +286,7 @@ class PostgresDestination(Destination):
 
     def stage(self, load: Load, chunk: StagedChunk, batches: pa.RecordBatchReader) -> int:
         """COPY the chunk into the staging table and add its ledger row, in one transaction."""
-        from conduit.connectors.postgres.copy_encoder import HEADER, TRAILER, CopyEncoder
+        from conduit.connectors.postgres.copy_encoder import CopyEncoder
         from conduit.connectors.postgres.types import cast_batch, columns_for, stage_schema
 
         direct = self._appends_directly(load)
@@ -298,23 +298,23 @@ class PostgresDestination(Destination):
             conn, table = self._worker(), f"{quote(db_schema)}.{quote(name)}"
         cols = columns_for(batches.schema, load.json_columns)
         target = stage_schema(batches.schema, cols)
-        encoder = CopyEncoder(target)
+        encoder = CopyEncoder(target, {c: col.stage for c, col in cols.items()})
         copy_sql = f"COPY {table} ({', '.join(quote(c) for c in encoder.columns)}) FROM STDIN (FORMAT BINARY)"
         rows = 0
         failed: list[BaseException] = []
         try:
             with conn.cursor() as cur:
                 with cur.copy(copy_sql) as copy:
-                    copy.write(HEADER)
+                    copy.write(encoder.header())
                     try:
                         for batch in batches:
                             for piece in encoder.pieces(cast_batch(batch, target, cols)):
-                                copy.write(piece)
+                                copy.write(memoryview(piece))  # psycopg cuts large writes: views, not copies
                             rows += batch.num_rows
                     except BaseException as exc:
                         failed.append(exc)
                         raise
-                    copy.write(TRAILER)
+                    copy.write(encoder.finish())
                 if direct:  # stays open: the publish commits it
                     self._appended[load.load_id] = self._appended.get(load.load_id, 0) + rows
                     return rows
@@ -323,6 +323,8 @@ class PostgresDestination(Destination):
         except BaseException as exc:  # the reader's own error wins, else the server's
             with contextlib.suppress(Exception):
                 conn.rollback()
+            if direct:  # the rollback took every chunk of the load's transaction with it
+                self._appended.pop(load.load_id, None)
             if failed:
                 raise failed[0] from None
             if not isinstance(exc, Exception):

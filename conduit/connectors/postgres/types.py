@@ -1,6 +1,6 @@
 """Arrow <-> PostgreSQL types for the PostgreSQL connector.
 
-Binary COPY (encoded by :mod:`conduit.connectors.postgres.copy_encoder`) needs the exact Arrow type for each column of the
+Binary COPY (encoded by pgpq, :mod:`conduit.connectors.postgres.copy_encoder`) needs the exact Arrow type for each column of the
 table it writes into, so every staging table is created by Conduit from the load's
 Arrow schema, and every batch is cast to the matching *staging* Arrow type first.
 JSON (declared ``json`` columns, structs, lists, maps) is staged as JSON text and

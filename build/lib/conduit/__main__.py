@@ -1,0 +1,5 @@
+"""``python -m conduit``."""
+
+from conduit.cli import entry
+
+entry()

@@ -1,0 +1,308 @@
+"""The ``conduit`` command: parse, call the library, render.
+
+One place, :func:`main`, maps errors to exit codes: 0 success (dead letters allowed),
+1 a resource failed, 2 usage or config error (nothing ran). Heavy libraries are
+imported inside commands so ``conduit --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+import click
+
+from conduit import _runtime
+from conduit._version import __version__
+
+if TYPE_CHECKING:
+    from conduit.store import Store
+
+DEFAULT_CONFIG = "ingest.yml"
+_config_arg = click.argument("config", default=DEFAULT_CONFIG, required=False, type=click.Path(path_type=Path))
+_config_opt = click.option("--config", "-c", "config", default=DEFAULT_CONFIG, show_default=True, type=click.Path(path_type=Path), help="The ingest.yml.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="conduit")
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Conduit loads data declaratively: files, object storage and databases into databases and files."""
+    ctx.obj = {"debug": debug}
+
+
+@cli.command()
+@_config_arg
+@click.option("-r", "--resource", "resources", multiple=True, help="Run only this resource (repeatable).")
+@click.option("--resume", is_flag=True, help="Continue the newest interrupted run from its last checkpoint.")
+@click.option("--full-refresh", is_flag=True, help="Ignore and reset incremental state.")
+@click.option("--dry-run", is_flag=True, help="Validate and show the plan; load nothing.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Rows per batch through the pipeline.")
+@click.option("--progress/--no-progress", default=None, help="Progress bars (default: on a terminal).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Format of progress lines without a terminal.")
+def run(config: Path, resources: tuple[str, ...], resume: bool, full_refresh: bool, dry_run: bool, batch_size: int | None, progress: bool | None, log_format: str) -> None:
+    """Load every resource of CONFIG (default ./ingest.yml)."""
+    from conduit import runner
+    from conduit.progress import LineReporter, Reporter, RichReporter
+    from conduit.project import load_project
+
+    if dry_run:
+        project = load_project(config)
+        selected = runner.select(project, list(resources) or None)
+        runner.plan(project, selected)
+        for res in selected:
+            opts = project.table_options(res)
+            dest = project.destination(res.destination)
+            click.echo(f"{res.name}: {res.source} -> {res.destination} ({dest.type}) table={opts.table or res.name} write_mode={opts.write_mode}")
+        click.echo(f"dry run: {len(selected)} resource(s) planned, nothing loaded")
+        return
+    tty = sys.stderr.isatty()
+    reporter: Reporter
+    if progress is False:
+        reporter = LineReporter(fmt=log_format, progress=False)
+    elif tty and log_format == "text":
+        reporter = RichReporter()
+    else:
+        reporter = LineReporter(fmt=log_format)
+    result = runner.run(config, list(resources) or None, resume=resume, full_refresh=full_refresh, batch_size=batch_size, reporter=reporter)
+    click.echo(f"run {result.run_id}: {result.status}" + (" (resumed)" if result.resumed else ""), err=True)
+    sys.exit(result.exit_code)
+
+
+@cli.command()
+@_config_arg
+def validate(config: Path) -> None:
+    """Check CONFIG: keys, types, references, and that every connection really works."""
+    from conduit import runner
+    from conduit.progress import Reporter
+    from conduit.project import load_project
+
+    project = load_project(config)
+    runner.plan(project, project.config.resources)
+    ctx = runner.Context(project, "validate", Reporter(), None, False, project.store)
+    try:
+        for src in project.config.sources:
+            ctx.source(src.name).check()
+            click.echo(f"source {src.name} ({src.type}): ok")
+        for dst in project.config.destinations:
+            ctx.destination(dst.name).check()
+            click.echo(f"destination {dst.name} ({dst.type}): ok")
+    finally:
+        ctx.close()
+    click.echo(f"{project.path.name}: valid ({len(project.config.resources)} resources)")
+
+
+@cli.command()
+@click.argument("sql")
+@_config_opt
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+def query(sql: str, config: Path, fmt: str) -> None:
+    """Run read-only SQL over the local store (runs, resource_runs, state, checkpoints, schema_versions, dlq)."""
+    columns, rows = _store(config).query(sql)
+    _render(columns, rows, fmt)
+
+
+@cli.command()
+@_config_opt
+@click.option("--all", "show_all", is_flag=True, help="Every run, not just the last 20.")
+@click.option("--status", type=click.Choice(["running", "success", "partial_success", "failed"]), help="Only runs with this status.")
+@click.option("--last", is_flag=True, help="Only the newest run, resource by resource.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+def manifest(config: Path, show_all: bool, status: str | None, last: bool, fmt: str) -> None:
+    """Show recorded runs (or, with --last, the newest run's resources)."""
+    store = _store(config)
+    where = f"WHERE status = '{status}'" if status else ""
+    if last:
+        sql = (
+            "SELECT resource, status, rows_read, rows_written, rows_dlq, rows_warned, round(duration_s, 2) AS duration_s, "
+            "round(rows_per_s) AS rows_per_s, table_name, error FROM resource_runs "
+            "WHERE run_id = (SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1) ORDER BY started_at"
+        )
+    else:
+        limit = "" if show_all else "LIMIT 20"
+        sql = (
+            "SELECT r.run_id, r.status, r.started_at, round(epoch(r.finished_at - r.started_at), 2) AS duration_s, "
+            "count(rr.resource) AS resources, sum(rr.rows_written) AS rows_written, sum(rr.rows_dlq) AS rows_dlq, r.error "
+            f"FROM runs r LEFT JOIN resource_runs rr USING (run_id) {where.replace('status', 'r.status')} "
+            f"GROUP BY ALL ORDER BY r.started_at DESC {limit}"
+        )
+    columns, rows = store.query(sql)
+    _render(columns, rows, fmt)
+
+
+@cli.group()
+def state() -> None:
+    """Show or reset incremental high-water marks."""
+
+
+@state.command("show")
+@_config_opt
+def state_show(config: Path) -> None:
+    """Every resource's stored mark, per destination table."""
+    columns, rows = _store(config).query("SELECT resource, incremental_column, value, value_type, updated_at, run_id, destination, db_schema, table_name FROM state ORDER BY resource, destination, db_schema, table_name")
+    _render(columns, rows, "table")
+
+
+@state.command("reset")
+@click.argument("resource")
+@_config_opt
+def state_reset(resource: str, config: Path) -> None:
+    """Forget RESOURCE's mark: the next run loads everything again."""
+    found = _store(config).reset_state(resource)
+    click.echo(f"{resource}: state reset" if found else f"{resource}: no state stored")
+
+
+@cli.group()
+def schema() -> None:
+    """Infer a resource's schema or compare it with the destination table."""
+
+
+@schema.command("infer")
+@click.argument("resource")
+@_config_opt
+def schema_infer(resource: str, config: Path) -> None:
+    """The schema Conduit would load for RESOURCE."""
+    from conduit import preview
+
+    for name, type_ in preview.infer(config, resource):
+        click.echo(f"{name}: {type_}")
+
+
+@schema.command("compare")
+@click.argument("resource")
+@_config_opt
+def schema_compare(resource: str, config: Path) -> None:
+    """The differences between RESOURCE's source schema and its destination table."""
+    from conduit import preview
+
+    lines = preview.compare(config, resource)
+    click.echo("\n".join(lines) if lines else f"{resource}: no differences")
+
+
+@cli.command()
+@click.argument("directory", default=".", type=click.Path(path_type=Path))
+@click.option("--rows", default=10_000, show_default=True, help="Rows of sample data to generate.")
+def init(directory: Path, rows: int) -> None:
+    """Write a working example project (config + sample data) into DIRECTORY."""
+    from conduit.example import write_example
+
+    path = write_example(directory, rows)
+    click.echo(f"wrote {path}; now run: conduit run {path}")
+
+
+@cli.command()
+def connectors() -> None:
+    """List built-in and plug-in connectors, with versions."""
+    from conduit.connectors import BUILTINS, registry
+
+    for name, where in sorted(registry.known().items()):
+        origin = "built-in" if name in BUILTINS else "plug-in"
+        try:
+            c = registry.get(name)
+            roles = "/".join(r for r, cls in (("source", c.source), ("destination", c.destination)) if cls)
+            click.echo(f"{name:<12} {origin:<9} {roles:<20} {c.version or __version__}  {where}")
+        except Exception as exc:  # noqa: BLE001 - show why a connector is unavailable
+            click.echo(f"{name:<12} {origin:<9} unavailable: {exc}")
+
+
+def _store(config: Path) -> Store:
+    from conduit.project import load_project
+
+    return load_project(config).store
+
+
+def _render(columns: list[str], rows: list[tuple[object, ...]], fmt: str) -> None:
+    if fmt == "json":
+        click.echo(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str, indent=2))
+    elif fmt == "csv":
+        import csv
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*columns, show_lines=False)
+        for r in rows:
+            table.add_row(*("" if v is None else str(v) for v in r))
+        Console(width=200).print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: map errors to exit codes, one readable line each."""
+    from conduit import _secrets
+    from conduit.errors import ConduitError
+
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    _runtime.tune_process()  # environment defaults (bounded Polars read-ahead), as conduit.run() does
+    try:
+        cli.main(args=argv, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except ConduitError as exc:
+        if debug:
+            import traceback
+
+            click.echo(_secrets.redact(traceback.format_exc()), err=True)
+        click.echo(f"error: {_secrets.redact(str(exc))}", err=True)
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # noqa: BLE001 - one line, traceback with --debug
+        if debug:
+            import traceback
+
+            click.echo(_secrets.redact(traceback.format_exc()), err=True)
+        click.echo(f"error: {type(exc).__name__}: {_secrets.redact(str(exc))} (run with --debug for the traceback)", err=True)
+        sys.exit(1)
+
+
+def entry() -> NoReturn:
+    """The console script and ``python -m conduit``: :func:`main`, then a quick exit.
+
+    The interpreter's own teardown frees every module and the Arrow, Polars and DuckDB
+    memory piece by piece, which takes a noticeable part of a short run, for nothing. Once the command returns, this waits for other threads, runs the
+    exit handlers, flushes the output and leaves with ``os._exit``. An exception other
+    than ``SystemExit`` takes the normal way out, with its traceback, and so does a run
+    under a profiler or tracer (``python -m cProfile``, coverage), which reports at exit.
+
+    The process is tuned first (:func:`conduit._runtime.tune_process`, as
+    :func:`conduit.run` does), before NumPy can be imported.
+    """
+    _runtime.tune_process()
+    try:
+        main()
+        code: object = 0
+    except SystemExit as exc:
+        code = exc.code
+    if code is not None and not isinstance(code, int):  # sys.exit("message")
+        print(code, file=sys.stderr)
+        code = 1
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        sys.exit(code)
+    _exit_now(code or 0)
+
+
+def _exit_now(code: int) -> NoReturn:
+    import atexit
+    import contextlib
+    import threading
+
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # the reader of a pipe went away (``conduit query | head``)
+            stream.flush()
+    os._exit(code)

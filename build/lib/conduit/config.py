@@ -1,0 +1,188 @@
+"""The ingest.yml model: strict pydantic models whose errors name the key and its line.
+
+Unknown keys are errors with a "did you mean"; connector-specific keys are kept for the
+connector to validate (see :mod:`conduit.project`, which loads a whole project).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from conduit import _secrets
+from conduit.errors import ConfigError
+
+WriteMode = Literal["append", "replace", "merge"]
+SchemaEvolution = Literal["manual", "auto", "warn"]
+CheckAction = Literal["fail", "warn", "dlq"]
+DEFAULT_BATCH_SIZE = 122_880  # rows per batch: one DuckDB row group; bounds memory
+Lines = dict[tuple[str | int, ...], int]
+"""Where each key of the file is: its path (``("resources", 0, "name")``) -> line number."""
+
+
+class Strict(BaseModel):
+    """Base of every config model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class QualityCheck(Strict):
+    """One entry of ``quality_checks``; the check name is resolved by :mod:`conduit.quality`."""
+
+    check: str
+    column: str | list[str] | None = None
+    action: CheckAction = "fail"
+    pattern: str | None = None
+    min_value: float | int | str | None = None
+    max_value: float | int | str | None = None
+    values: list[object] | None = None
+    expression: str | None = None
+    name: str | None = None
+    params: dict[str, object] = Field(default_factory=dict)
+
+
+class TableOptions(Strict):
+    """Table-shaped options: set on a destination as defaults, on a resource to win."""
+
+    table: str | None = None
+    write_mode: WriteMode | None = None
+    primary_keys: list[str] | None = None
+    partition_by: list[str] | None = None
+    file_size_mb: float | None = Field(default=None, gt=0)
+    compression: str | None = None
+    schema_evolution: SchemaEvolution | None = None
+    batch_size: int | None = Field(default=None, gt=0)
+
+
+class ResolvedTable(Strict):
+    """Table options after resource > destination > built-in defaults."""
+
+    table: str | None = None
+    write_mode: WriteMode = "append"
+    primary_keys: list[str] = Field(default_factory=list)
+    partition_by: list[str] = Field(default_factory=list)
+    file_size_mb: float = 128.0
+    compression: str | None = None
+    schema_evolution: SchemaEvolution = "manual"
+    batch_size: int = DEFAULT_BATCH_SIZE
+
+
+class ConnectorConfig(BaseModel):
+    """``name`` + ``type``; every other key is validated by the connector's own model."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+    type: str
+
+    @property
+    def options(self) -> dict[str, object]:
+        """The connector-specific keys, as written (after ``${VAR}`` expansion)."""
+        return dict(self.model_extra or {})
+
+
+class SourceConfig(ConnectorConfig):
+    """An entry of ``sources``."""
+
+
+class RetryOptions(Strict):
+    """``retry:`` of a destination: how often and how patiently a retryable failure is tried again."""
+
+    attempts: int = Field(default=4, ge=1, le=100)
+    backoff_s: float = Field(default=0.5, ge=0)
+    max_backoff_s: float = Field(default=8.0, ge=0)
+
+
+class DestinationConfig(ConnectorConfig):
+    """An entry of ``destinations``; table-shaped keys are defaults for its resources."""
+
+    defaults: TableOptions = Field(default_factory=TableOptions, exclude=True)
+    retry: RetryOptions = Field(default_factory=RetryOptions)
+
+    @property
+    def options(self) -> dict[str, object]:
+        """The connector-specific keys; table-shaped keys (``partition_by``, ...) are in ``defaults``."""
+        return {k: v for k, v in (self.model_extra or {}).items() if k not in TableOptions.model_fields}
+
+
+class ResourceConfig(TableOptions):
+    """An entry of ``resources``: what to move from which source to which destination."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+    source: str
+    destination: str
+    path: str | None = None
+    query: str | None = None
+    incremental_column: str | None = None
+    incremental_lookback: str | int | float | None = None
+    columns: dict[str, str] = Field(default_factory=dict)
+    quality_checks: list[QualityCheck] = Field(default_factory=list)
+    max_dlq_rows: int | None = Field(default=None, ge=0)
+    max_dlq_fraction: float | None = Field(default=None, ge=0, le=1)
+
+
+class IngestConfig(Strict):
+    """The whole ingest.yml."""
+
+    version: Literal[1] = 1
+    state_path: str = ".conduit/conduit.duckdb"
+    sources: list[SourceConfig]
+    destinations: list[DestinationConfig]
+    resources: list[ResourceConfig]
+
+
+_SECRET_KEY = re.compile(r"password|passwd|secret|token|passphrase|private_key|connection_string", re.IGNORECASE)
+
+
+def config_error(exc: ValidationError, prefix: tuple[str | int, ...], lines: Lines, fname: str, model: type[BaseModel]) -> ConfigError:
+    err = exc.errors()[0]
+    loc = (*prefix, *err["loc"])
+    line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), 1)
+    if err["type"] == "extra_forbidden":
+        key = str(err["loc"][-1])
+        known = _fields_at(model, err["loc"][:-1])
+        text = f"unknown key{suggest(key, known)}"
+    elif err["type"] == "missing":
+        text = "required key is missing"
+    elif any(isinstance(k, str) and _SECRET_KEY.search(k) for k in loc):
+        text = f"{err['msg']} (value not shown: it is a secret; quote it if it is a number)"
+    elif isinstance(err.get("input"), dict | list):  # a mapping may hold a password: never echoed
+        text = f"{err['msg']} (got a {'mapping' if isinstance(err['input'], dict) else 'list'})"
+    else:
+        text = f"{err['msg']} (got {err.get('input')!r})"
+    return ConfigError(f"{fname}:{line}: {dotted(loc)}: {_secrets.redact(text)}")
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    """Field names of the (sub)model at ``loc`` inside ``model``, for "did you mean"."""
+    current: type[BaseModel] | None = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(part) if current is not None else None
+        if field is None:
+            return []
+        current = _model_of(field.annotation)
+    return list(current.model_fields) if current is not None else []
+
+
+def _model_of(annotation: object) -> type[BaseModel] | None:
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+def suggest(word: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def dotted(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"

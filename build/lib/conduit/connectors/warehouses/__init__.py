@@ -1,0 +1,1 @@
+"""The warehouse destinations (Snowflake, BigQuery), which load Parquet files they upload."""

@@ -1,0 +1,218 @@
+"""The run loop: the selected resources in config order, one store per run, resume.
+
+:func:`run` is the library entry point; the CLI is a thin layer over it. A run loads a
+project (:mod:`conduit.project`), checks the plan, starts or resumes a run in the store,
+and hands each resource to a :class:`~conduit.resource_load.ResourceLoad`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from conduit import _runtime
+from conduit._version import __version__
+from conduit.config import ResourceConfig
+from conduit.connectors import registry
+from conduit.connectors.base import Destination, Load, Source
+from conduit.errors import ConfigError, UsageError
+from conduit.progress import Reporter
+from conduit.project import Project, load_project
+from conduit.results import ResourceResult, RunResult
+from conduit.store import Checkpointer, Store
+
+
+@dataclass
+class Context:
+    """Everything one run shares: project, store, connectors, reporter."""
+
+    project: Project
+    run_id: str
+    reporter: Reporter
+    batch_size: int | None
+    full_refresh: bool
+    store: Store
+    """The local store: one object per run, so its tables are checked once."""
+    resumed_status: dict[str, str] = field(default_factory=dict)
+    """The status of each resource in the interrupted run this run resumes (``running``: the crash's)."""
+    sources: dict[str, Source] = field(default_factory=dict)
+    destinations: dict[str, Destination] = field(default_factory=dict)
+
+    @cached_property
+    def checkpointer(self) -> Checkpointer:
+        """Writes chunk checkpoints to the store in the background (flushed before publish)."""
+        return self.store.checkpointer()
+
+    def source(self, name: str) -> Source:
+        """The source connector called ``name`` (created once per run)."""
+        if name not in self.sources:
+            cfg = self.project.source(name)
+            cls = registry.get(cfg.type).source
+            assert cls is not None
+            self.sources[name] = cls(name, cls.Options.model_validate(cfg.options), self.project.dir)
+        return self.sources[name]
+
+    def destination(self, name: str) -> Destination:
+        """The destination connector called ``name`` (created once per run)."""
+        if name not in self.destinations:
+            cfg = self.project.destination(name)
+            cls = registry.get(cfg.type).destination
+            assert cls is not None
+            self.destinations[name] = cls(name, cls.Options.model_validate(cfg.options), self.project.dir)
+        return self.destinations[name]
+
+    def close(self) -> None:
+        """Close every destination connection."""
+        for dest in self.destinations.values():
+            dest.close()
+
+
+def select(project: Project, names: list[str] | None) -> list[ResourceConfig]:
+    """The resources to run, in config order; unknown names are a usage error."""
+    known = [r.name for r in project.config.resources]
+    unknown = [n for n in names or [] if n not in known]
+    if unknown:
+        msg = f"unknown resource {unknown[0]!r}; known: {', '.join(known)}"
+        raise UsageError(msg)
+    return [r for r in project.config.resources if not names or r.name in names]
+
+
+def plan(project: Project, resources: list[ResourceConfig]) -> None:
+    """Check what config validation alone cannot: write modes against capabilities, types, checks."""
+    from conduit import quality
+    from conduit.schema import parse_type
+
+    for i, res in enumerate(project.config.resources):
+        if res not in resources:
+            continue
+        dest_cls = registry.get(project.destination(res.destination).type).destination
+        opts = project.table_options(res)
+        assert dest_cls is not None
+        if opts.write_mode not in dest_cls.capabilities.write_modes:
+            line = project.lines.get(("resources", i, "write_mode"), project.lines.get(("resources", i), 1))
+            msg = f"{project.path.name}:{line}: resources[{i}].write_mode: {res.destination} ({project.destination(res.destination).type}) supports {', '.join(sorted(dest_cls.capabilities.write_modes))}, not {opts.write_mode}"
+            raise ConfigError(msg)
+        _check_identifiers(project, i, res, dest_cls.capabilities.max_identifier_bytes)
+        for col, type_name in res.columns.items():
+            try:
+                parse_type(type_name)
+            except ConfigError as exc:
+                line = project.lines.get(("resources", i, "columns", col), 1)
+                msg = f"{project.path.name}:{line}: resources[{i}].columns.{col}: {exc}"
+                raise ConfigError(msg) from None
+        quality.validate(project, i, res)
+
+
+def _check_identifiers(project: Project, i: int, res: ResourceConfig, limit: int | None) -> None:
+    """Refuse table, schema and column names the destination would truncate (PostgreSQL: 63 bytes)."""
+    if limit is None:
+        return
+    opts = project.table_options(res)
+    schema = project.destination(res.destination).options.get("db_schema")
+    table = opts.table or res.name
+    names = [("table" if opts.table else "name", n) for n in table.split(".")] + [("columns", c) for c in res.columns]
+    names += [("primary_keys", c) for c in opts.primary_keys] + [("partition_by", c) for c in opts.partition_by]
+    names += [("destination", schema)] if isinstance(schema, str) else []
+    for key, name in names:
+        if len(name.encode()) > limit:
+            line = project.lines.get(("resources", i, key), project.lines.get(("resources", i), 1))
+            msg = f"{project.path.name}:{line}: resources[{i}].{key}: {name[:20]}... is {len(name.encode())} bytes; {res.destination} keeps at most {limit} bytes of a name"
+            raise ConfigError(msg)
+
+
+def run(
+    config_path: str | Path = "ingest.yml",
+    resources: list[str] | None = None,
+    resume: bool = False,
+    full_refresh: bool = False,
+    batch_size: int | None = None,
+    reporter: Reporter | None = None,
+) -> RunResult:
+    """Run the resources of an ingest.yml; return what happened (prints nothing itself).
+
+    Parameters
+    ----------
+    config_path
+        The ingest.yml (or its folder).
+    resources
+        Names to run; all when None.
+    resume
+        Continue the newest interrupted run of this config.
+    full_refresh
+        Ignore and reset incremental state.
+    batch_size
+        Rows per batch, overriding the config.
+    reporter
+        Progress sink; silent when None.
+
+    Examples
+    --------
+    >>> import conduit, pathlib, tempfile
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "data.csv").write_text("id,name\\n1,a\\n2,b\\n")
+    >>> _ = (d / "ingest.yml").write_text('''
+    ... sources: [{name: files, type: csv, path: .}]
+    ... destinations: [{name: local, type: duckdb}]
+    ... resources: [{name: people, source: files, destination: local, path: data.csv}]
+    ... ''')
+    >>> result = conduit.run(d / "ingest.yml")
+    >>> result.status, result.resources[0].rows_written
+    ('success', 2)
+    """
+    from conduit.resource_load import ResourceLoad
+
+    _runtime.tune_process()
+    _runtime.arrow_allocator()
+    project = load_project(config_path)
+    selected = select(project, resources)
+    plan(project, selected)
+    reporter = reporter or Reporter()
+    store = project.store
+    config_path_s = str(project.path)
+    previous = store.unfinished_run(config_path_s)
+    resumed = False
+    if previous and (resume or _same_config(store, previous, project.config_hash)):
+        run_id, resumed = previous, True
+        reporter.message(f"resuming interrupted run {run_id}")
+        store.resume_run(run_id)
+    else:
+        if resume:
+            reporter.message("nothing to resume: starting a new run")
+        run_id = time.strftime("%Y%m%dT%H%M%S") + "_" + uuid.uuid4().hex[:6]
+        store.start_run(run_id, config_path_s, project.config_hash, __version__)
+    done = store.resource_status(run_id) if resumed else {}
+    ctx = Context(project, run_id, reporter, batch_size, full_refresh, store, done)
+    if previous and not resumed:
+        reporter.message(f"previous run {previous} was interrupted and its config changed: discarding its staged data and starting over")
+        _discard(ctx, previous)
+    results: list[ResourceResult] = []
+    try:
+        for res in selected:
+            if done.get(res.name) in ("success", "partial_success"):
+                continue
+            results.append(ResourceLoad(ctx, res).run())
+    finally:
+        ctx.close()
+        reporter.close()
+    status = "failed" if any(r.status == "failed" for r in results) else "partial_success" if any(r.rows_dlq for r in results) else "success"
+    errors = "; ".join(f"{r.name}: {r.error}" for r in results if r.error)
+    store.finish_run(run_id, status, errors or None)
+    return RunResult(run_id, status, results, resumed)
+
+
+def _same_config(store: Store, run_id: str, config_hash: str) -> bool:
+    _, rows = store.query(f"SELECT config_hash FROM runs WHERE run_id = '{run_id}'")
+    return bool(rows) and rows[0][0] == config_hash
+
+
+def _discard(ctx: Context, run_id: str) -> None:
+    """Close an interrupted run: loads it already published are recorded, the rest dropped."""
+    for res in ctx.project.config.resources:
+        dest = ctx.destination(res.destination)
+        load = Load(f"{run_id}_{res.name}", run_id, res.name, "", ctx.project.table_options(res))
+        if not dest.is_published(load):
+            dest.abort(load)
+    ctx.store.finish_run(run_id, "failed", "interrupted; superseded by run " + ctx.run_id)
