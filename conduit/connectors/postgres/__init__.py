@@ -9,6 +9,6 @@ from conduit.connectors.base import Connector
 from conduit.connectors.postgres.destination import PostgresDestination
 from conduit.connectors.postgres.source import PostgresSource
 
-CONNECTOR = Connector("postgresql", PostgresSource, PostgresDestination, extra="postgresql", requires=("adbc_driver_postgresql", "adbc_driver_manager", "psycopg"))
+CONNECTOR = Connector("postgresql", PostgresSource, PostgresDestination, extra="postgresql", requires=("adbc_driver_postgresql", "adbc_driver_manager", "psycopg", "pgpq"))
 
 __all__ = ["CONNECTOR"]

@@ -1,5 +1,0 @@
-"""``python -m conduit``."""
-
-from conduit.cli import entry
-
-entry()

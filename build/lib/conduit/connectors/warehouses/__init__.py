@@ -1,1 +1,0 @@
-"""The warehouse destinations (Snowflake, BigQuery), which load Parquet files they upload."""
