@@ -213,6 +213,8 @@ def make_transform(res: ResourceConfig, source: Source, dest: Destination, part:
     out = coercer.output_schema(in_schema)
     views = dest.capabilities.arrow_views
     arrow_schema = pl.DataFrame(schema=out).to_arrow(compat_level=compat_level(views)).schema
+    if not lazy:
+        arrow_schema = source_metadata(arrow_schema, part.frame.schema, set(res.columns))  # type: ignore[union-attr]
     drop: list[str] = []
     if existing is not None:
         changes = sch.diff(arrow_schema, existing)
@@ -229,6 +231,20 @@ def make_transform(res: ResourceConfig, source: Source, dest: Destination, part:
     load.schema = arrow_schema
     nul = [] if dest.capabilities.text_nul else [f.name for f in arrow_schema if sch.is_text(f.type)]
     return Transform(coercer, arrow_schema, checks=checks, drop=drop, add_seq=load.write_mode == "merge", views=views, nul_columns=nul, destination=dest.name)
+
+
+def source_metadata(schema: pa.Schema, source: pa.Schema, declared: set[str]) -> pa.Schema:
+    """``schema`` with the ``conduit.*`` field metadata of the source's fields (e.g. a PostgreSQL column's type), for columns not declared.
+
+    >>> src = pa.schema([pa.field("u", pa.string(), metadata={"conduit.pg_type": "uuid", "other": "x"})])
+    >>> source_metadata(pa.schema([("u", pa.large_string())]), src, set()).field("u").metadata
+    {b'conduit.pg_type': b'uuid'}
+    """
+    fields = []
+    for f in schema:
+        meta = {k: v for k, v in (source.field(f.name).metadata or {}).items() if k.startswith(b"conduit.")} if f.name in source.names and f.name not in declared else {}
+        fields.append(f.with_metadata(meta) if meta else f)
+    return pa.schema(fields, schema.metadata)
 
 
 def _check_keys(resource: str, load: Load, columns: list[str]) -> None:

@@ -339,9 +339,12 @@ class PostgresDestination(Destination):
     def publish(self, load: Load) -> int:
         """One transaction: staged rows into the target per write mode, plus the load record."""
         from conduit.connectors.postgres.publish import plan_publish
+        from conduit.connectors.postgres.types import keep_existing_types
 
         if self.is_published(load):
             return 0
+        if load.schema is not None:  # a PostgreSQL source's column types, where this database has them
+            load = replace(load, schema=keep_existing_types(load.schema, self._fetch))
         if self._direct.get(load.load_id):
             return self._publish_direct(load)
         db_schema, name = self._stage_ref(load)

@@ -18,6 +18,7 @@ Examples
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from conduit._sql import column_list, qualified, quote, split_table
@@ -64,9 +65,18 @@ def _convert(expr: str, target_type: str) -> str:
     return f"CAST({expr} AS {target_type})"
 
 
+_CHARACTER = re.compile(r"^(text|character varying|varchar|character|char|bpchar|name)(\(\d+\))?$")
+
+
 def _value(column: str, stage_type: str, target_type: str) -> str:
-    """``s.col``, cast explicitly only where no assignment cast exists (text -> json, numeric)."""
-    if stage_type == "text" and (target_type in ("jsonb", "json") or target_type.startswith("numeric")):
+    """``s.col``, cast explicitly only where no assignment cast exists (text -> json, numeric, uuid, arrays, enums...).
+
+    Text into a character type keeps the assignment cast (an explicit cast would truncate to the length silently).
+
+    >>> _value("a", "text", "text[]"), _value("a", "text", "character varying(5)")
+    ('CAST(s."a" AS text[])', 's."a"')
+    """
+    if stage_type == "text" and target_type != "text" and not _CHARACTER.match(target_type):
         return _convert(f"s.{quote(column)}", target_type)
     return f"s.{quote(column)}"
 

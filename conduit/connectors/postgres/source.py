@@ -2,7 +2,8 @@
 
 ``cursor.fetch_record_batch()`` streams Arrow batches; ``numeric`` columns become
 ``decimal(p,s)`` from the type modifier ADBC reports; an incremental mark is a bound
-parameter.
+parameter. Types ADBC cannot read exactly are cast in SQL first, and every field
+records its source column's type (:mod:`conduit.connectors.postgres.source_types`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 from conduit._sql import qualified, quote, split_table
 from conduit.connectors.base import Capabilities, Part, Source, Task
 from conduit.connectors.postgres.connection import PostgresOptions, connect, describe, error, ping
-from conduit.errors import SourceError
+from conduit.errors import ConduitError, SourceError
 from conduit.retry import call
 
 
@@ -30,10 +31,14 @@ class PostgresSource(Source):
         """The URI without password."""
         return describe(self.options)
 
+    def base_query(self, task: Task) -> str:
+        """The resource's query, or ``SELECT *`` from its table."""
+        res = task.resource
+        return res.query or f"SELECT * FROM {qualified(res.table or res.name, self.options.db_schema)}"
+
     def query(self, task: Task) -> tuple[str, list[object]]:
         """The SQL and parameters for ``task``; the high-water mark is a bound parameter ($1)."""
-        res = task.resource
-        sql = res.query or f"SELECT * FROM {qualified(res.table or res.name, self.options.db_schema)}"
+        sql = self.base_query(task)
         inc = task.incremental
         if inc is not None and inc.value is not None:
             return f"SELECT * FROM ({sql}) AS _conduit_q WHERE {quote(inc.column)} {inc.operator} $1", [inc.value]
@@ -57,16 +62,25 @@ class PostgresSource(Source):
         """One part: the query's Arrow stream, numeric columns as decimal(p,s)."""
         import pyarrow as pa
 
+        from conduit.connectors.postgres import source_types
         from conduit.connectors.postgres.types import readable, readable_schema
 
-        conn = call(lambda: connect(self.options, f"source {self.name}"))
+        who = f"source {self.name}"
+        try:
+            columns = call(lambda: source_types.describe(self.options, who, self.base_query(task)))
+        except ConduitError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the server's message, one line
+            raise SourceError(str(error(exc, f"{task.resource.name}: query failed"))) from None
+        conn = call(lambda: connect(self.options, who))
         sql, params = self.query(task)
+        sql = source_types.rewrite(sql, columns)
         cur = conn.cursor()
         cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(32 << 20)})
         try:
             cur.execute(sql, params or None)
             raw = cur.fetch_record_batch()
-            schema = readable_schema(raw.schema)
+            schema = source_types.with_pg_types(readable_schema(raw.schema), columns)
         except SourceError:
             cur.close()
             conn.close()

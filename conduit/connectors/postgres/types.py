@@ -20,7 +20,9 @@ Decimal128Type(decimal128(15, 2))
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -39,16 +41,38 @@ class PgColumn:
     arrow: pa.DataType
 
 
-def pg_column(t: pa.DataType, json: bool = False) -> PgColumn:
-    """The PostgreSQL types for Arrow type ``t`` (``json``: a column declared ``json``)."""
+PG_TYPE = b"conduit.pg_type"
+"""Arrow field metadata key: the PostgreSQL source column's type, as ``format_type()`` spells it."""
+
+
+def pg_column(t: pa.DataType, json: bool = False, pg_type: str | None = None) -> PgColumn:
+    """The PostgreSQL types for Arrow type ``t`` (``json``: a column declared ``json``).
+
+    ``pg_type``, a PostgreSQL source column's type, is the final type instead: the value is
+    staged as the Arrow type maps (a list as the array's text form) and cast in SQL.
+
+    >>> pg_column(pa.string(), pg_type="uuid")
+    PgColumn(final='uuid', stage='text', arrow=DataType(string))
+    >>> pg_column(pa.list_(pa.int32()), pg_type="integer[]").stage
+    'text'
+    """
+    col = _pg_column(t, json)
+    if pg_type is None or catalog_name(col.final) == pg_type:
+        return col
+    if (pa.types.is_list(t) or pa.types.is_large_list(t)) and pg_type.endswith("[]"):
+        return PgColumn(pg_type, "text", pa.string())
+    return PgColumn(pg_type, col.stage, col.arrow)
+
+
+def _pg_column(t: pa.DataType, json: bool = False) -> PgColumn:
     if isinstance(t, pa.BaseExtensionType):
         if t.extension_name == "arrow.json":
             return PgColumn("jsonb", "text", pa.string())
         if t.extension_name == "arrow.uuid":
             return PgColumn("uuid", "uuid", t)
-        return pg_column(t.storage_type, json)
+        return _pg_column(t.storage_type, json)
     if pa.types.is_dictionary(t):
-        return pg_column(t.value_type, json)
+        return _pg_column(t.value_type, json)
     if json or is_nested(t):
         return PgColumn("jsonb", "text", pa.string())
     simple = _simple(t)
@@ -102,8 +126,27 @@ def catalog_name(type_name: str) -> str:
 
 
 def columns_for(schema: pa.Schema, json_columns: list[str]) -> dict[str, PgColumn]:
-    """Per field of ``schema``: its :class:`PgColumn`."""
-    return {f.name: pg_column(f.type, f.name in json_columns) for f in schema}
+    """Per field of ``schema``: its :class:`PgColumn` (a source column's PostgreSQL type kept, see :func:`pg_column`)."""
+    return {f.name: pg_column(f.type, f.name in json_columns, source_type(f)) for f in schema}
+
+
+def source_type(f: pa.Field) -> str | None:
+    """The PostgreSQL source column type recorded in ``f``'s metadata, if any."""
+    value = (f.metadata or {}).get(PG_TYPE)
+    return value.decode() if value is not None else None
+
+
+def keep_existing_types(schema: pa.Schema, fetch: Callable[[str, list[object]], list[tuple[Any, ...]]]) -> pa.Schema:
+    """``schema`` without the source types the target database does not have (an enum of the source only); those land as the Arrow type maps.
+
+    ``fetch(sql, params)`` runs a query on the target.
+    """
+    names = sorted({t for f in schema if (t := source_type(f)) is not None})
+    if not names:
+        return schema
+    row = fetch("SELECT " + ", ".join(f"to_regtype(${i + 1}) IS NOT NULL" for i in range(len(names))), list(names))[0]
+    missing = {n for n, ok in zip(names, row, strict=True) if not ok}
+    return pa.schema([f.with_metadata({k: v for k, v in f.metadata.items() if k != PG_TYPE}) if source_type(f) in missing else f for f in schema], schema.metadata)
 
 
 def stage_schema(schema: pa.Schema, cols: dict[str, PgColumn]) -> pa.Schema:
@@ -127,6 +170,25 @@ def to_json_text(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
     df = pl.DataFrame([series])
     encoded = pl.when(pl.col("v").is_null()).then(None).otherwise(pl.struct("v").struct.json_encode().str.slice(5).str.head(-1))
     return df.select(encoded.alias("v")).get_column("v").to_arrow().cast(pa.string())
+
+
+def to_array_text(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """PostgreSQL's text form of each list (``{"1","2",NULL}``), which casts to any array type; nulls stay null.
+
+    >>> to_array_text(pa.array([[1, None], [], None])).to_pylist()
+    ['{"1",NULL}', '{}', None]
+    >>> to_array_text(pa.array([['a"b', "c,d"]])).to_pylist()[0] == '{"a' + chr(92) + '"b","c,d"}'
+    True
+    """
+    import polars as pl
+
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    item = pl.element().cast(pl.String).str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True)
+    quoted = pl.when(pl.element().is_null()).then(pl.lit("NULL")).otherwise(pl.lit('"') + item + pl.lit('"'))
+    text = pl.lit("{") + pl.col("v").list.eval(quoted).list.join(",") + pl.lit("}")
+    df = pl.DataFrame([pl.Series("v", arr)])
+    return df.select(pl.when(pl.col("v").is_null()).then(None).otherwise(text).alias("v")).get_column("v").to_arrow().cast(pa.string())
 
 
 def text_map_keys(t: pa.DataType) -> pa.DataType:
@@ -153,7 +215,12 @@ def cast_batch(batch: pa.RecordBatch, target: pa.Schema, cols: dict[str, PgColum
         if arr.type == f.type:
             arrays.append(arr)
         elif cols[f.name].stage == "text" and cols[f.name].final != "text":
-            arrays.append(to_json_text(arr) if cols[f.name].final == "jsonb" else arr.cast(pa.string()))
+            if cols[f.name].final == "jsonb":
+                arrays.append(to_json_text(arr))
+            elif cols[f.name].final.endswith("[]") and is_nested(arr.type):
+                arrays.append(to_array_text(arr))
+            else:
+                arrays.append(arr.cast(pa.string()))
         elif pa.types.is_dictionary(arr.type):
             arrays.append(pc.cast(arr.dictionary_decode(), f.type, safe=not pa.types.is_timestamp(f.type)))
         else:
@@ -183,6 +250,9 @@ _BY_NAME: dict[str, pa.DataType] = {
 }
 
 
+_LIST_ELEMENTS = {"smallint", "integer", "bigint", "real", "double precision", "boolean", "text", "character varying", "character", "name"}
+
+
 def arrow_for_catalog(type_name: str) -> pa.DataType:
     """Arrow type of a column from ``format_type()`` (for schema diffs).
 
@@ -195,6 +265,10 @@ def arrow_for_catalog(type_name: str) -> pa.DataType:
         return pa.decimal128(int(m[1]), int(m[2])) if int(m[1]) <= 38 else pa.decimal256(int(m[1]), int(m[2]))
     if name in ("numeric", "decimal"):
         return pa.decimal256(76, 38)
+    if name == "money":
+        return UNCONSTRAINED_NUMERIC  # what a PostgreSQL source reads money as (its amount, ::numeric)
+    if name.endswith("[]") and re.sub(r"\(.*\)", "", name[:-2]) in _LIST_ELEMENTS:
+        return pa.list_(arrow_for_catalog(name[:-2]))  # what a PostgreSQL source reads such an array as
     return pa.string()
 
 
