@@ -172,10 +172,10 @@ class PostgresDestination(Destination):
         """Arrow schema of the table from the catalog (numeric(p,s) -> decimal128(p,s))."""
         import pyarrow as pa
 
-        from conduit.connectors.postgres.types import arrow_for_catalog
+        from conduit.connectors.postgres.types import TABLE_TYPES, arrow_for_catalog
 
-        cols = self._catalog(table)
-        return None if cols is None else pa.schema([pa.field(c, arrow_for_catalog(t), not nn) for c, t, nn, _ in cols])
+        cols = self._fetch(TABLE_TYPES, list(split_table(table, self.options.db_schema)))
+        return pa.schema([pa.field(c, arrow_for_catalog(t), not nn) for c, t, nn in cols]) if cols else None
 
     def ddl_for(self, table: str, change: Change) -> str | None:
         """``ALTER TABLE`` adding or widening a column."""

@@ -8,8 +8,11 @@ comes from) and the catalog facts of their types, and wraps the query in a selec
 that casts in SQL, so no row passes through Python:
 
 - a type ADBC reads exactly stays as it is (integers, floats, bool, text types, bytea,
-  uuid, json/jsonb, numeric, time, enums; a domain over one of these);
+  uuid, json/jsonb, time, enums; a domain over one of these);
 - ``money`` becomes ``numeric`` (its amount, not the cents);
+- ``numeric``: NaN and ±Infinity (and, for a numeric without precision, read as
+  decimal(38,10), a value with more than 28 integer digits or 10 decimals) become NULL and
+  the row a dead letter;
 - ``date``/``timestamp``/``timestamptz``: ±infinity becomes NULL and the row a dead letter
   (``_conduit_error`` names the column and its type);
 - a one-dimensional array of a plain element type stays a list; a row whose value has more
@@ -47,7 +50,7 @@ if TYPE_CHECKING:
 PG_TYPE = b"conduit.pg_type"
 """Arrow field metadata key: the source column's PostgreSQL type, as ``format_type()`` spells it."""
 
-_EXACT = {"bool", "int2", "int4", "int8", "float4", "float8", "text", "varchar", "bpchar", "name", "bytea", "uuid", "json", "jsonb", "numeric", "time"}
+_EXACT = {"bool", "int2", "int4", "int8", "float4", "float8", "text", "varchar", "bpchar", "name", "bytea", "uuid", "json", "jsonb", "time"}
 _LIST_ELEMENTS = {"bool", "int2", "int4", "int8", "float4", "float8", "text", "varchar", "bpchar", "name"}
 _DATES = {"date", "timestamp", "timestamptz"}
 
@@ -58,7 +61,7 @@ base(i, oid) AS (
   UNION ALL
   SELECT b.i, t.typbasetype FROM base b JOIN pg_type t ON t.oid = b.oid WHERE t.typtype = 'd'
 )
-SELECT format_type(COALESCE(a.atttypid, c.oid), COALESCE(a.atttypmod, c.mod)), bt.typname, bt.typtype, bt.typcategory, et.typname, et.typtype, COALESCE(a.attndims, 0)
+SELECT format_type(COALESCE(a.atttypid, c.oid), COALESCE(a.atttypmod, c.mod)) || repeat('[]', COALESCE(a.attndims, 1) - 1), bt.typname, bt.typtype, bt.typcategory, et.typname, et.typtype, COALESCE(a.attndims, 0), format_type(c.oid, c.mod)
 FROM cols c
 JOIN base b ON b.i = c.i
 JOIN pg_type bt ON bt.oid = b.oid AND bt.typtype <> 'd'
@@ -73,19 +76,23 @@ class Column:
     """One result column: its name, declared type, and the catalog facts of its base type (domains resolved)."""
 
     name: str
-    declared: str  # format_type(), e.g. integer[], money, myschema.mood
+    declared: str  # format_type(), e.g. integer[], money, myschema.mood (integer[][] for a column declared so)
     base: str  # pg_type.typname of the base type
     typtype: str  # b base, c composite, e enum, r range, m multirange, p pseudo
     category: str  # pg_type.typcategory (A: array)
     element: str | None  # an array's element typname
     element_typtype: str | None
     ndims: int  # the table column's declared dimensions (0: unknown)
+    result: str = ""  # format_type() of the result column itself (a domain's base type, numeric's typmod)
+    server: int = 150000  # server_version_num (numeric has ±Infinity from 14)
 
 
 def plan(col: Column) -> tuple[str, str | None]:
     """The select-list expression for ``col`` and the SQL of its dead-letter reason (or None)."""
     ref = quote(col.name)
     what = f"column {col.name} ({col.declared})"
+    if col.base == "numeric" and col.typtype == "b":
+        return _numeric(col, ref, what)
     if col.typtype == "e" or (col.typtype == "b" and col.base in _EXACT):
         return ref, None
     if col.base == "money":
@@ -97,6 +104,16 @@ def plan(col: Column) -> tuple[str, str | None]:
         reason = _literal(f"{what}: a multi-dimensional array in a column read as one-dimensional; cast it in the query ({col.name}::text)")
         return ref, f"CASE WHEN array_ndims({ref}) > 1 THEN {reason} END"
     return f"{ref}::text", None
+
+
+def _numeric(col: Column, ref: str, what: str) -> tuple[str, str | None]:
+    """NaN and ±Infinity (and, without a precision, a value decimal(38,10) cannot hold) are dead letters; the typmod stays."""
+    special = f"{ref} = 'NaN'" + (f" OR {ref} IN ('Infinity', '-Infinity')" if col.server >= 140000 else "")
+    cases = [f"WHEN {special} THEN {_literal(f'{what}: NaN and Infinity have no decimal value; filter them or cast it in the query ({col.name}::text)')}"]
+    if col.result == "numeric":  # no precision: read as decimal(38,10)
+        cases.append(f"WHEN scale({ref}) > 10 OR abs({ref}) >= 1e28 THEN {_literal(f'{what}: a value with more than 28 integer digits or 10 decimals does not fit decimal(38,10) (numeric without precision); cast it in the query ({col.name}::text, or {col.name}::numeric(p,s))')}")
+    reason = f"CASE {' '.join(cases)} END"
+    return f"(CASE WHEN {reason} IS NULL THEN {ref} END)::{col.result or 'numeric'}", reason
 
 
 def _literal(text: str) -> str:
@@ -124,9 +141,10 @@ def describe(options: PostgresOptions, who: str, sql: str) -> list[Column]:
             cur.execute(_DESCRIBE, [list(range(n)), oids, mods, tables, atts])  # type: ignore[arg-type]
             facts = cur.fetchall()
         conn.rollback()
+        server = conn.info.server_version
     finally:
         conn.close()
-    return [Column(name, *fact) for name, fact in zip(names, facts, strict=True)]
+    return [Column(name, *fact, server=server) for name, fact in zip(names, facts, strict=True)]
 
 
 def rewrite(sql: str, columns: list[Column]) -> str:

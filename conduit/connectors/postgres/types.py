@@ -244,11 +244,18 @@ _BY_NAME: dict[str, pa.DataType] = {
     "timestamp without time zone": pa.timestamp("us"),
     "timestamp with time zone": pa.timestamp("us", "UTC"),
     "time without time zone": pa.time64("us"),
-    "interval": pa.month_day_nano_interval(),
+    "interval": pa.string(),  # a PostgreSQL source reads it as its text form (Polars has no month-day-nano type)
     "jsonb": pa.json_(pa.string()),
     "json": pa.json_(pa.string()),
 }
 
+
+TABLE_TYPES = """SELECT a.attname,
+  format_type(COALESCE(NULLIF(t.typbasetype, 0), a.atttypid), CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END) || repeat('[]', greatest(a.attndims - 1, 0)),
+  a.attnotnull
+FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_type t ON t.oid = a.atttypid
+WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"""
+"""(column, type, not null) of a table as :func:`arrow_for_catalog` reads them: a domain as its base type, an array declared with several dimensions with them (``integer[][]``)."""
 
 _LIST_ELEMENTS = {"smallint", "integer", "bigint", "real", "double precision", "boolean", "text", "character varying", "character", "name"}
 
