@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+import uuid
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -129,3 +131,26 @@ def test_pg_to_pg_append_into_the_table_it_created(tmp_path: Path, pg_uri: str, 
     assert [int(r[0]) for r in rows] == [k for k in every.LANDED for _ in range(2)]
     for half in (rows[::2], rows[1::2]):
         assert _differences({int(r[0]): dict(zip(every.COLUMNS, r, strict=True)) for r in half}, source) == []
+
+
+@pytest.fixture
+def other_database(pg_uri: str) -> Iterator[str]:
+    """A fresh database on the same server (none of the source's enums, composites or domains), dropped afterwards."""
+    name = f"conduit_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_uri, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield pg_uri.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(pg_uri, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def test_pg_to_pg_a_type_the_target_database_lacks_lands_as_its_arrow_type(tmp_path: Path, pg_uri: str, pg_schema: str, source: dict[int, dict[str, str | None]], other_database: str) -> None:
+    cfg = _project(tmp_path, pg_uri, pg_schema, {"type": "postgresql", "connection_string": other_database, "db_schema": "public"}, name="elsewhere", query=f'SELECT * FROM "{pg_schema}".every_type', write_mode="replace")
+    result = conduit.run(cfg)
+    assert result.status == "partial_success", result.resources[0].error
+    types = _pg_types(other_database, "public.elsewhere")
+    assert (types["e"], types["comp"], types["dom"]) == ("text", "text", "integer")  # enum, composite, domain of the source only
+    assert (types["u"], types["jb"], types["j"], types["tarr"], types["mo"]) == ("uuid", "jsonb", "json", "text[]", "money")
+    with psycopg.connect(other_database) as conn, conn.cursor() as cur:
+        got = every.text_forms(cur, "public.elsewhere")
+    assert _differences(got, source) == []
