@@ -73,6 +73,9 @@ KNOWN_GAPS: dict[tuple[str, str], Gap] = {
     ("ndjson", "round_trip"): Gap(PanicException, "Polars panics writing a binary column to NDJSON ('Writing BinaryView to JSON'); a panic is a BaseException, so the run dies instead of failing the resource with a DestinationError"),
     ("snowflake", "round_trip"): Gap(AssertionError, "fakesnow's server returns NULL timestamps as 1970-01-01 (real Snowflake returns NULL): the load succeeds, the read-back differs"),
     ("bigquery", "round_trip"): Gap(DestinationError, "bqemulator cannot load BIGNUMERIC (DuckDB DECIMAL width <= 38): DestinationError from the load job"),
+    ("csv", "pg_source"): Gap(DestinationError, "the CSV destination cannot write list columns (a PostgreSQL integer[] or text[]): pyarrow's CSV writer, Unsupported Type large_list"),
+    ("snowflake", "pg_source"): Gap(AssertionError, "fakesnow's server returns NULL timestamps as 1970-01-01 (real Snowflake returns NULL): the load succeeds, the read-back differs"),
+    ("bigquery", "pg_source"): Gap(DestinationError, "bqemulator cannot load a decimal(38,10) column (a PostgreSQL numeric without precision, or money): DECIMAL type width must be between 1 and 38"),
     ("snowflake", "replace"): Gap(DestinationError, "fakesnow cannot parse ALTER TABLE ... SWAP WITH: DestinationError at publish; the SQL is pinned by a golden file"),
 }
 
@@ -173,7 +176,10 @@ EVERY_TYPE = pa.table(
 def _normal(value: Any) -> Any:
     """Compare values across destinations: JSON text parsed, tz-aware datetimes in UTC, structs as dicts."""
     if isinstance(value, str) and value[:1] in ("[", "{"):
-        return json.loads(value)
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:  # PostgreSQL's text form of an array or a range
+            return value
     if isinstance(value, dt.datetime) and value.tzinfo is not None:
         return value.astimezone(UTC)
     if isinstance(value, list) and value and isinstance(value[0], tuple):
@@ -333,3 +339,66 @@ def test_polars_strings_and_large_batches_of_nulls(tmp_path: Path, harness: Harn
     df = pl.DataFrame({"id": range(1000), "s": [None] * 1000, "t": ["x" * 50] * 1000})
     run_ok(project(tmp_path, harness, table, {"data.parquet": df.to_arrow()}, write_mode="replace", batch_size=128), harness)
     assert harness.count(table) == 1000
+
+
+def test_every_postgres_source_type_lands_exactly_or_as_text(tmp_path: Path, harness: Harness, request: pytest.FixtureRequest) -> None:
+    """A PostgreSQL table of every catalog type (``tests/pg_every_type.py``) into each destination (issue 17.2).
+
+    A PostgreSQL destination gets the source's own values back (same types); another gets
+    each typed column's value and each other column's PostgreSQL text form. The rows the
+    source cannot hand on exactly (±infinity, NaN, a multi-dimensional value in a
+    one-dimensional column) are dead letters.
+    """
+    import uuid
+
+    import psycopg
+    import services
+    from harness import _pg_value, _qualified
+
+    import pg_every_type as every
+
+    known_gap(request, harness, "pg_source")
+    uri, schema = services.postgres_uri(), f"pgsrc_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(uri, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute(f'CREATE SCHEMA "{schema}"')
+        every.create(cur, schema)
+        text = every.text_forms(cur, f'"{schema}".every_type')
+        typed_sql = ", ".join({"mo": "mo::numeric", "u": "u::text", "e": "e::text", "j": "j::text", "jb": "jb::text"}.get(c, c) for c in every.COLUMNS)
+        cur.execute(f'SELECT {typed_sql} FROM "{schema}".every_type WHERE id <= 3 ORDER BY id')
+        typed = {r[0]: {c: _pg_value(v) for c, v in zip(every.COLUMNS, r, strict=True)} for r in cur.fetchall()}
+    try:
+        table = harness.table_name("pg_every_type")
+        config = {
+            "sources": [{"name": "app", "type": "postgresql", "connection_string": uri}],
+            "destinations": [{"name": "dest", **harness.destination_yaml(tmp_path)}],
+            "resources": [{"name": "every_type", "source": "app", "destination": "dest", "query": f'SELECT * FROM "{schema}".every_type', "table": table, "write_mode": "replace"}],
+        }
+        cfg = tmp_path / "ingest.yml"
+        cfg.write_text(yaml.safe_dump(config))
+        result = conduit.run(cfg)
+        if result.status == "failed" and harness.raised:  # type: ignore[attr-defined]
+            raise harness.raised[-1]  # type: ignore[attr-defined]
+        assert result.status == "partial_success", result.resources[0].error
+        assert (result.resources[0].rows_written, result.resources[0].rows_dlq) == (len(every.LANDED), len(every.DEAD))
+        if harness.type == "postgresql":  # the same types: compare PostgreSQL's own text forms
+            names, rows = harness._exec(f"SELECT {', '.join(every.TEXT_FORM.get(c, f'{c}::text') for c in every.COLUMNS)} FROM {_qualified(table)} ORDER BY id")  # type: ignore[attr-defined]
+            assert {int(r[0]): dict(zip(every.COLUMNS, r, strict=True)) for r in rows} == {k: text[k] for k in every.LANDED}
+            return
+        got = rows_by_id(harness.read(table))
+        assert sorted(got) == every.LANDED
+        for key in every.LANDED:
+            for col, (_, how) in every.COLUMNS.items():
+                want = text[key][col] if how == "text" else typed[key][col]
+                value = got[key][col]
+                if isinstance(want, Decimal) and isinstance(value, str):  # NDJSON keeps decimals as strings...
+                    value = Decimal(value)
+                if type(want) is dt.date and isinstance(value, dt.datetime):  # ...pyarrow reads its dates back as timestamps...
+                    value = value.date()
+                if isinstance(want, dt.datetime) and isinstance(value, str):  # ...and microsecond timestamps as strings
+                    value = dt.datetime.fromisoformat(value)
+                if isinstance(want, dt.datetime) and want.tzinfo is not None and isinstance(value, dt.datetime) and value.tzinfo is None:
+                    value = value.replace(tzinfo=UTC)  # pyarrow reads NDJSON's "...Z" as UTC without a zone
+                assert _normal(value) == _normal(want), (key, col)
+    finally:
+        with psycopg.connect(uri, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
