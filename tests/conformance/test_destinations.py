@@ -351,11 +351,10 @@ def test_every_postgres_source_type_lands_exactly_or_as_text(tmp_path: Path, har
     """
     import uuid
 
+    import pg_every_type as every
     import psycopg
     import services
     from harness import _pg_value, _qualified
-
-    import pg_every_type as every
 
     known_gap(request, harness, "pg_source")
     uri, schema = services.postgres_uri(), f"pgsrc_{uuid.uuid4().hex[:10]}"
@@ -381,7 +380,7 @@ def test_every_postgres_source_type_lands_exactly_or_as_text(tmp_path: Path, har
         assert result.status == "partial_success", result.resources[0].error
         assert (result.resources[0].rows_written, result.resources[0].rows_dlq) == (len(every.LANDED), len(every.DEAD))
         if harness.type == "postgresql":  # the same types: compare PostgreSQL's own text forms
-            names, rows = harness._exec(f"SELECT {', '.join(every.TEXT_FORM.get(c, f'{c}::text') for c in every.COLUMNS)} FROM {_qualified(table)} ORDER BY id")  # type: ignore[attr-defined]
+            _, rows = harness._exec(f"SELECT {', '.join(every.TEXT_FORM.get(c, f'{c}::text') for c in every.COLUMNS)} FROM {_qualified(table)} ORDER BY id")  # type: ignore[attr-defined]
             assert {int(r[0]): dict(zip(every.COLUMNS, r, strict=True)) for r in rows} == {k: text[k] for k in every.LANDED}
             return
         got = rows_by_id(harness.read(table))

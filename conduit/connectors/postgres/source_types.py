@@ -111,7 +111,8 @@ def _numeric(col: Column, ref: str, what: str) -> tuple[str, str | None]:
     special = f"{ref} = 'NaN'" + (f" OR {ref} IN ('Infinity', '-Infinity')" if col.server >= 140000 else "")
     cases = [f"WHEN {special} THEN {_literal(f'{what}: NaN and Infinity have no decimal value; filter them or cast it in the query ({col.name}::text)')}"]
     if col.result == "numeric":  # no precision: read as decimal(38,10)
-        cases.append(f"WHEN scale({ref}) > 10 OR abs({ref}) >= 1e28 THEN {_literal(f'{what}: a value with more than 28 integer digits or 10 decimals does not fit decimal(38,10) (numeric without precision); cast it in the query ({col.name}::text, or {col.name}::numeric(p,s))')}")
+        why = f"{what}: a value with more than 28 integer digits or 10 decimals does not fit decimal(38,10) (numeric without precision); cast it in the query ({col.name}::text, or ::numeric(p,s))"
+        cases.append(f"WHEN scale({ref}) > 10 OR abs({ref}) >= 1e28 THEN {_literal(why)}")
     reason = f"CASE {' '.join(cases)} END"
     return f"(CASE WHEN {reason} IS NULL THEN {ref} END)::{col.result or 'numeric'}", reason
 
@@ -144,7 +145,7 @@ def describe(options: PostgresOptions, who: str, sql: str) -> list[Column]:
         server = conn.info.server_version
     finally:
         conn.close()
-    return [Column(name, *fact, server=server) for name, fact in zip(names, facts, strict=True)]
+    return [Column(name, f[0], f[1], f[2], f[3], f[4], f[5], int(f[6]), f[7], server) for name, f in zip(names, facts, strict=True)]
 
 
 def rewrite(sql: str, columns: list[Column]) -> str:
