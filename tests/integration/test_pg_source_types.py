@@ -154,3 +154,12 @@ def test_pg_to_pg_a_type_the_target_database_lacks_lands_as_its_arrow_type(tmp_p
     with psycopg.connect(other_database) as conn, conn.cursor() as cur:
         got = every.text_forms(cur, "public.elsewhere")
     assert _differences(got, source) == []
+
+
+@pytest.mark.parametrize("end", [";\n", " -- ranges and dates"])
+def test_a_query_ending_in_a_semicolon_or_a_comment_is_described_and_wrapped(tmp_path: Path, pg_uri: str, pg_schema: str, source: dict[int, dict[str, str | None]], end: str) -> None:
+    query = f'SELECT id, r, d FROM "{pg_schema}".every_type WHERE id <= 3 ORDER BY id{end}'
+    result = conduit.run(_project(tmp_path, pg_uri, pg_schema, {"type": "duckdb", "path": str(tmp_path / "wh.duckdb")}, query=query))
+    assert result.status == "success", result.resources[0].error
+    with duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT id, r FROM main.every_type ORDER BY id").fetchall() == [(k, source[k]["r"]) for k in every.LANDED]

@@ -34,14 +34,16 @@ class PostgresSource(Source):
     def base_query(self, task: Task) -> str:
         """The resource's query, or ``SELECT *`` from its table."""
         res = task.resource
-        return res.query or f"SELECT * FROM {qualified(res.table or res.name, self.options.db_schema)}"
+        if res.query:  # wrapped in subqueries below: no trailing semicolon
+            return res.query.strip().rstrip(";").rstrip()
+        return f"SELECT * FROM {qualified(res.table or res.name, self.options.db_schema)}"
 
     def query(self, task: Task) -> tuple[str, list[object]]:
         """The SQL and parameters for ``task``; the high-water mark is a bound parameter ($1)."""
         sql = self.base_query(task)
         inc = task.incremental
         if inc is not None and inc.value is not None:
-            return f"SELECT * FROM ({sql}) AS _conduit_q WHERE {quote(inc.column)} {inc.operator} $1", [inc.value]
+            return f"SELECT * FROM ({sql}\n) AS _conduit_q WHERE {quote(inc.column)} {inc.operator} $1", [inc.value]
         return sql, []
 
     def estimate_rows(self, task: Task) -> int | None:

@@ -132,7 +132,7 @@ def describe(options: PostgresOptions, who: str, sql: str) -> list[Column]:
     conn = connect_copy(options, who)
     try:
         with conn.cursor() as cur:
-            cur.execute(f"SELECT * FROM ({sql}) AS _conduit_q LIMIT 0")  # type: ignore[arg-type]
+            cur.execute(f"SELECT * FROM ({sql}\n) AS _conduit_q LIMIT 0")  # type: ignore[arg-type]
             res = cur.pgresult
             assert res is not None
             n = res.nfields
@@ -159,7 +159,7 @@ def rewrite(sql: str, columns: list[Column]) -> str:
     reasons = [r for _, r in plans if r is not None]
     if reasons:
         select.append(f"{reasons[0]} AS {quote(ERROR)}" if len(reasons) == 1 else f"NULLIF(concat_ws('; ', {', '.join(reasons)}), '') AS {quote(ERROR)}")
-    return f"SELECT {', '.join(select)} FROM ({sql}) AS _conduit_src"
+    return f"SELECT {', '.join(select)} FROM ({sql}\n) AS _conduit_src"
 
 
 def with_pg_types(schema: pa.Schema, columns: list[Column]) -> pa.Schema:
