@@ -107,14 +107,20 @@ def plan(col: Column) -> tuple[str, str | None]:
 
 
 def _numeric(col: Column, ref: str, what: str) -> tuple[str, str | None]:
-    """NaN and ±Infinity (and, without a precision, a value decimal(38,10) cannot hold) are dead letters; the typmod stays."""
-    special = f"{ref} = 'NaN'" + (f" OR {ref} IN ('Infinity', '-Infinity')" if col.server >= 140000 else "")
-    cases = [f"WHEN {special} THEN {_literal(f'{what}: NaN and Infinity have no decimal value; filter them or cast it in the query ({col.name}::text)')}"]
-    if col.result == "numeric":  # no precision: read as decimal(38,10)
-        why = f"{what}: a value with more than 28 integer digits or 10 decimals does not fit decimal(38,10) (numeric without precision); cast it in the query ({col.name}::text, or ::numeric(p,s))"
-        cases.append(f"WHEN scale({ref}) > 10 OR abs({ref}) >= 1e28 THEN {_literal(why)}")
-    reason = f"CASE {' '.join(cases)} END"
-    return f"(CASE WHEN {reason} IS NULL THEN {ref} END)::{col.result or 'numeric'}", reason
+    """NaN and ±Infinity (and, without a precision, a value decimal(38,10) cannot hold) are dead letters; the typmod stays.
+
+    A numeric(p,s) cannot hold an infinity, and NaN sorts above Infinity: two comparisons find all three.
+    """
+    constrained = col.result not in ("", "numeric")
+    special = f"{ref} = 'NaN'" if constrained or col.server < 140000 else f"({ref} >= 'Infinity' OR {ref} <= '-Infinity')"
+    whens = [(special, f"{what}: NaN and Infinity have no decimal value; filter them or cast it in the query ({col.name}::text)")]
+    if not constrained:  # read as decimal(38,10)
+        whens.append(
+            (f"scale({ref}) > 10 OR abs({ref}) >= 1e28", f"{what}: a value with more than 28 integer digits or 10 decimals does not fit decimal(38,10) (numeric without precision); cast it in the query ({col.name}::text, or ::numeric(p,s))")
+        )
+    bad = " OR ".join(f"({cond})" for cond, _ in whens) if len(whens) > 1 else whens[0][0]
+    reason = "CASE " + " ".join(f"WHEN {cond} THEN {_literal(why)}" for cond, why in whens) + " END"
+    return f"CASE WHEN {bad} THEN NULL::{col.result or 'numeric'} ELSE {ref} END", reason
 
 
 def _literal(text: str) -> str:
@@ -158,7 +164,7 @@ def rewrite(sql: str, columns: list[Column]) -> str:
     select = [f"{expr} AS {quote(c.name)}" for c, (expr, _) in zip(columns, plans, strict=True)]
     reasons = [r for _, r in plans if r is not None]
     if reasons:
-        select.append(f"{reasons[0]} AS {quote(ERROR)}" if len(reasons) == 1 else f"NULLIF(concat_ws('; ', {', '.join(reasons)}), '') AS {quote(ERROR)}")
+        select.append(f"{reasons[0]} AS {quote(ERROR)}" if len(reasons) == 1 else f"COALESCE({', '.join(reasons)}) AS {quote(ERROR)}")  # the first column at fault
     return f"SELECT {', '.join(select)} FROM ({sql}\n) AS _conduit_src"
 
 
