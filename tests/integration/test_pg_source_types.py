@@ -163,3 +163,11 @@ def test_a_query_ending_in_a_semicolon_or_a_comment_is_described_and_wrapped(tmp
     assert result.status == "success", result.resources[0].error
     with duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True) as con:
         assert con.execute("SELECT id, r FROM main.every_type ORDER BY id").fetchall() == [(k, source[k]["r"]) for k in every.LANDED]
+
+
+def test_a_type_that_cannot_be_cast_by_name_fails_naming_column_and_type(tmp_path: Path, pg_uri: str, pg_schema: str, source: dict[int, dict[str, str | None]]) -> None:
+    """Two result columns of one name cannot be cast one by one: an inet among them fails the resource, never lands as bytes."""
+    query = f'SELECT e.id, e.addr, o.id FROM "{pg_schema}".every_type e JOIN "{pg_schema}".every_type o USING (id)'
+    result = conduit.run(_project(tmp_path, pg_uri, pg_schema, {"type": "duckdb", "path": str(tmp_path / "wh.duckdb")}, query=query))
+    assert result.status == "failed"
+    assert "column addr (inet)" in (result.resources[0].error or ""), result.resources[0].error

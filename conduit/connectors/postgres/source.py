@@ -82,7 +82,7 @@ class PostgresSource(Source):
         try:
             cur.execute(sql, params or None)
             raw = cur.fetch_record_batch()
-            schema = source_types.with_pg_types(readable_schema(raw.schema), columns)
+            schema = readable_schema(source_types.with_pg_types(raw.schema, columns))
         except SourceError:
             cur.close()
             conn.close()

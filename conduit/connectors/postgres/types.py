@@ -288,21 +288,30 @@ def numeric_type(typmod: int) -> pa.DataType:
 
 
 def readable_schema(schema: pa.Schema) -> pa.Schema:
-    """The schema :func:`readable` produces for ADBC result ``schema``."""
-    return pa.schema([pa.field(f.name, _readable_type(f), f.nullable) for f in schema])
+    """The schema :func:`readable` produces for ADBC result ``schema`` (field metadata kept)."""
+    return pa.schema([pa.field(f.name, _readable_type(f), f.nullable, f.metadata) for f in schema])
 
 
 def _readable_type(f: pa.Field) -> pa.DataType:
+    """The plain Arrow type of an ADBC result column; a column ADBC hands over as the server's binary wire format is an error naming it and its type.
+
+    The source casts such columns in SQL first (:mod:`conduit.connectors.postgres.source_types`),
+    so this only happens when it could not (a query with two columns of one name).
+    """
+    from conduit.errors import SourceError
+
     t = f.type
+    meta = f.metadata or {}
+    pg_type = (meta.get(PG_TYPE) or meta.get(b"POSTGRESQL:type") or b"?").decode()
     if isinstance(t, pa.BaseExtensionType):
-        meta = f.metadata or {}
         if getattr(t, "type_name", None) == "numeric":
             return numeric_type(int(meta.get(b"POSTGRESQL:typmod", b"-1")))
+        if t.extension_name == "arrow.opaque" and is_bytes(t.storage_type):
+            msg = f"column {f.name} ({pg_type}): the driver reads this type as binary; cast it in the query ({f.name}::text)"
+            raise SourceError(msg)
         return pa.string()
     if pa.types.is_interval(t):
-        from conduit.errors import SourceError
-
-        msg = f"column {f.name}: interval columns cannot be read yet; cast them in the query ({f.name}::text)"
+        msg = f"column {f.name} ({pg_type}): interval columns cannot be read as Arrow; cast them in the query ({f.name}::text)"
         raise SourceError(msg)
     return t
 
