@@ -21,7 +21,7 @@ that casts in SQL, so no row passes through Python:
   interval, composites, other arrays, domains over these) is its text form (``col::text``).
 
 Each Arrow field records the source column's declared type (``format_type``) in its
-metadata under :data:`PG_TYPE`, which a PostgreSQL destination uses to create the same type.
+metadata under ``conduit.pg_type`` (``types.PG_TYPE``), which a PostgreSQL destination uses to create the same type.
 
 Examples
 --------
@@ -46,9 +46,6 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from conduit.connectors.postgres.connection import PostgresOptions
-
-PG_TYPE = b"conduit.pg_type"
-"""Arrow field metadata key: the source column's PostgreSQL type, as ``format_type()`` spells it."""
 
 _EXACT = {"bool", "int2", "int4", "int8", "float4", "float8", "text", "varchar", "bpchar", "name", "bytea", "uuid", "json", "jsonb", "time"}
 _LIST_ELEMENTS = {"bool", "int2", "int4", "int8", "float4", "float8", "text", "varchar", "bpchar", "name"}
@@ -169,13 +166,15 @@ def rewrite(sql: str, columns: list[Column]) -> str:
 
 
 def with_pg_types(schema: pa.Schema, columns: list[Column]) -> pa.Schema:
-    """``schema`` with each source column's declared type in its field metadata (:data:`PG_TYPE`)."""
+    """``schema`` with each source column's declared type in its field metadata (``types.PG_TYPE``)."""
+    import pyarrow as pa
+
+    from conduit.connectors.postgres.types import PG_TYPE
+
     declared = {c.name: c.declared for c in columns}
     fields = []
     for f in schema:
         if f.name in declared:
             f = f.with_metadata({**(f.metadata or {}), PG_TYPE: declared[f.name].encode()})
         fields.append(f)
-    import pyarrow as pa
-
     return pa.schema(fields)
