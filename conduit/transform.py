@@ -215,7 +215,7 @@ def make_transform(res: ResourceConfig, source: Source, dest: Destination, part:
     arrow_schema = pl.DataFrame(schema=out).to_arrow(compat_level=compat_level(views)).schema
     drop: list[str] = []
     if existing is not None:
-        changes = sch.diff(arrow_schema, existing)
+        changes = sch.diff(arrow_schema, existing, dest.capabilities.max_decimal_precision)
         apply, drop = sch.decide(changes, load.options.schema_evolution, load.table, lambda c: dest.ddl_for(load.table, c))
         if apply:
             load.changes = apply

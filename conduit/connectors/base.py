@@ -61,6 +61,10 @@ class Capabilities:
     text_nul
         Whether a text column can hold the NUL character. When it cannot (PostgreSQL),
         the engine dead-letters rows with a NUL in any text column before staging.
+    max_decimal_precision
+        The most digits a decimal column holds (DuckDB 38, PostgreSQL 1000). Widening a
+        decimal column (``schema_evolution: auto``) past it is a schema error, never a
+        lossy cast.
     """
 
     write_modes: frozenset[str] = frozenset({"append", "replace", "merge"})
@@ -70,6 +74,7 @@ class Capabilities:
     arrow_views: bool = False
     max_identifier_bytes: int | None = None
     text_nul: bool = True
+    max_decimal_precision: int = 38
 
 
 @dataclass

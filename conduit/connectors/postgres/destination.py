@@ -48,7 +48,7 @@ class PostgresDestination(Destination):
     """``type: postgresql``: stage with binary COPY, publish in one transaction."""
 
     Options = PostgresOptions
-    capabilities = Capabilities(parallel_stage=2, max_identifier_bytes=63, text_nul=False)
+    capabilities = Capabilities(parallel_stage=2, max_identifier_bytes=63, text_nul=False, max_decimal_precision=1000)
 
     def __init__(self, name: str, options: PostgresOptions, project_dir: Path):
         super().__init__(name, options, project_dir)
