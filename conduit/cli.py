@@ -171,26 +171,38 @@ def schema() -> None:
     """Infer a resource's schema or compare it with the destination table."""
 
 
+_schema_format = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+
+
 @schema.command("infer")
 @click.argument("resource")
 @_config_opt
-def schema_infer(resource: str, config: Path) -> None:
-    """The schema Conduit would load for RESOURCE."""
+@_schema_format
+def schema_infer(resource: str, config: Path, fmt: str) -> None:
+    """The columns Conduit would load for RESOURCE, with the destination's SQL types."""
     from conduit import preview
 
-    for name, type_ in preview.infer(config, resource):
+    columns = preview.infer(config, resource)
+    if fmt == "json":
+        click.echo(json.dumps([{"column": n, "type": t} for n, t in columns], indent=2))
+    for name, type_ in columns if fmt == "text" else []:
         click.echo(f"{name}: {type_}")
 
 
 @schema.command("compare")
 @click.argument("resource")
 @_config_opt
-def schema_compare(resource: str, config: Path) -> None:
-    """The differences between RESOURCE's source schema and its destination table."""
+@_schema_format
+def schema_compare(resource: str, config: Path, fmt: str) -> None:
+    """New, missing and changed columns of RESOURCE against its destination table; exits 1 when they differ."""
     from conduit import preview
 
-    lines = preview.compare(config, resource)
-    click.echo("\n".join(lines) if lines else f"{resource}: no differences")
+    found = preview.compare(config, resource)
+    if fmt == "json":
+        click.echo(json.dumps(found.as_json(), indent=2))
+    else:
+        click.echo("\n".join(found.lines()) or f"{resource}: no differences")
+    sys.exit(0 if found.equal else 1)
 
 
 @cli.command()

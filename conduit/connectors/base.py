@@ -238,6 +238,13 @@ class Destination(ABC):
         """The statement that would apply ``change`` (shown in schema errors)."""
         return None
 
+    def sql_type(self, arrow_type: pa.DataType, json: bool = False) -> str:
+        """The destination's own name for the column type an Arrow type loads as (``conduit schema infer``).
+
+        ``json``: a column declared ``json``. Destinations without SQL types keep Arrow's name.
+        """
+        return str(arrow_type)
+
     @abstractmethod
     def staged(self, load: Load) -> list[StagedChunk]:
         """Chunks already staged for ``load`` (non-empty only when resuming).

@@ -159,8 +159,8 @@ class DuckDBDestination(Destination):
             return None
         return self.con.sql(f"SELECT * FROM {qualified(table, self.options.db_schema)} LIMIT 0").to_arrow_table().schema
 
-    def sql_type(self, arrow_type: pa.DataType) -> str:
-        """DuckDB's own name for an Arrow type (asks DuckDB)."""
+    def sql_type(self, arrow_type: pa.DataType, json: bool = False) -> str:
+        """DuckDB's own name for an Arrow type (asks DuckDB); a ``json`` column is text here too."""
         import pyarrow as pa
 
         empty = pa.table({"c": pa.array([], type=arrow_type)})  # noqa: F841 - read by DuckDB's replacement scan
