@@ -21,6 +21,7 @@ import re
 import sys
 import types
 import typing
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel
@@ -116,13 +117,25 @@ def _nested(model: type[BaseModel]) -> list[tuple[str, type[BaseModel]]]:
     return out
 
 
-def _connector_sections() -> list[str]:
-    users: dict[type[BaseModel], list[str]] = {}
-    for type_ in BUILTINS:
-        connector = registry.get(type_)
+def connector_options(types: Iterable[str] = BUILTINS) -> list[tuple[str, str, type[BaseModel]]]:
+    """(type, ``source`` or ``destination``, its ``Options`` model) for each connector role, in ``types`` order.
+
+    >>> connector_options(["csv"])[0][:2]
+    ('csv', 'source')
+    """
+    out = []
+    for type_ in types:
+        connector = registry.get(type_, drivers=False)
         for role, cls in (("source", connector.source), ("destination", connector.destination)):
             if cls is not None:
-                users.setdefault(cls.Options, []).append(f"`{type_}` {role}")
+                out.append((type_, role, cls.Options))
+    return out
+
+
+def _connector_sections() -> list[str]:
+    users: dict[type[BaseModel], list[str]] = {}
+    for type_, role, model in connector_options():
+        users.setdefault(model, []).append(f"`{type_}` {role}")
     out = []
     for model, used_by in users.items():
         out += [f"### {', '.join(used_by)}", "", _doc(model), "", model_table(model), ""]
