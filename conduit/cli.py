@@ -205,18 +205,6 @@ def schema_compare(resource: str, config: Path, fmt: str) -> None:
     sys.exit(0 if found.equal else 1)
 
 
-@cli.command("schema-json")
-@click.argument("path", required=False, type=click.Path(path_type=Path))
-def schema_json(path: Path | None) -> None:
-    """Write the JSON Schema of ingest.yml to PATH (a folder gets ingest.schema.json), or print it, for editors to validate and complete."""
-    from conduit import json_schema
-
-    if path is None:
-        click.echo(json_schema.text(), nl=False)
-    else:
-        click.echo(f"wrote {json_schema.write(path)}")
-
-
 @cli.command()
 @_config_arg
 @click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
@@ -240,6 +228,18 @@ def init(directory: Path, rows: int) -> None:
 
     path = write_example(directory, rows)
     click.echo(f"wrote {path}; now run: conduit run {path}")
+
+
+@cli.command("schema-json")
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+def schema_json(path: Path | None) -> None:
+    """Write the JSON Schema of ingest.yml to PATH (a folder gets ingest.schema.json), or print it, for editors to validate and complete."""
+    from conduit import json_schema
+
+    if path is None:
+        click.echo(json_schema.text(), nl=False)
+    else:
+        click.echo(f"wrote {json_schema.write(path)}")
 
 
 @cli.command()

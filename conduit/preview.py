@@ -20,7 +20,7 @@ from conduit.errors import ConfigError, NotAColumn, SourceError
 from conduit.progress import Reporter
 from conduit.project import load_project
 from conduit.runner import Context, select
-from conduit.transform import incoming_schema, make_transform
+from conduit.transform import make_transform
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -31,12 +31,12 @@ OWN_PREFIX = "_conduit_"  # columns Conduit adds itself (the merge order column 
 T = TypeVar("T")
 
 
-def _load_of(ctx: Context, res: ResourceConfig) -> Load:
-    """The load ``res`` would make, its schema set from the source's first part."""
+def _load_of(ctx: Context, res: ResourceConfig, evolve: bool = True) -> Load:
+    """The load ``res`` would make, its schema set from the source's first part (before the schema mode, unless ``evolve``)."""
     source, dest = ctx.source(res.source), ctx.destination(res.destination)
     opts = ctx.project.table_options(res).model_copy(update={"schema_evolution": "warn"})
     load = Load("inspect", "inspect", res.name, opts.table or dest.default_table(res.name), opts)
-    make_transform(res, source, dest, _first_part(ctx, res), load, quality.Checks(res).evaluator(), ctx.reporter.message)
+    make_transform(res, source, dest, _first_part(ctx, res), load, quality.Checks(res).evaluator(), ctx.reporter.message, evolve)
     return load
 
 
@@ -86,12 +86,11 @@ def _inspect(config: Path, resource: str, use: Callable[[Incoming], T]) -> T:
     ctx = Context(project, "inspect", Reporter(), None, False, project.store)
     try:
         dest = ctx.destination(res.destination)
-        opts = project.table_options(res)
-        table = opts.table or dest.default_table(res.name)
-        existing = dest.table_schema(table)
-        _, schema = incoming_schema(res, ctx.source(res.source), dest, _first_part(ctx, res), None if opts.write_mode == "replace" else existing)
+        load = _load_of(ctx, res, evolve=False)
+        existing = dest.table_schema(load.table)
+        assert load.schema is not None
         json_columns = [c for c, t in res.columns.items() if sch.is_json_type(t)]
-        return use(Incoming(dest, table, _without_own(schema), None if existing is None else _without_own(existing), json_columns))
+        return use(Incoming(dest, load.table, _without_own(load.schema), None if existing is None else _without_own(existing), json_columns))
     finally:
         ctx.close()
 

@@ -187,15 +187,18 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(cols, schema=schema)
 
 
-def incoming_schema(res: ResourceConfig, source: Source, dest: Destination, part: Part, existing: pa.Schema | None) -> tuple[Coercer, pa.Schema]:
-    """The casts and the Arrow schema of the rows ``part`` would load, before any schema evolution.
+def make_transform(res: ResourceConfig, source: Source, dest: Destination, part: Part, load: Load, checks: Check | None, message: Callable[[str], None], evolve: bool = True) -> Transform:
+    """Target types from declared columns, CSV inference (text parts) and the schema mode.
 
-    Declared columns win; a text part's other columns are inferred from a sample and,
-    when the table exists (``existing``), take its types.
+    Sets ``load.schema`` (and ``load.changes``, the schema changes to apply at publish);
+    ``checks`` evaluates the quality checks of each batch; ``message`` tells the user
+    about schema changes and dropped columns. ``evolve=False`` leaves the schema mode
+    out: ``load.schema`` is what the source brings (``conduit schema compare``).
     """
     lazy = isinstance(part.frame, pl.LazyFrame)
     in_schema = part.frame.collect_schema() if lazy else pl.DataFrame(part.frame.schema.empty_table()).schema  # type: ignore[union-attr]
     in_schema = pl.Schema({k: v for k, v in in_schema.items() if k not in (ROW_NUMBER, ERROR, RAW, RECHECK)})
+    existing = None if load.write_mode == "replace" else dest.table_schema(load.table)
     targets: dict[str, pl.DataType] = {}
     undeclared = [c for c in in_schema if c != ROW_NUMBER and c not in res.columns]
     if part.text_columns and undeclared:
@@ -209,21 +212,10 @@ def incoming_schema(res: ResourceConfig, source: Source, dest: Destination, part
     targets = {c: t for c, t in targets.items() if c in in_schema}
     coercer = Coercer(targets)
     out = coercer.output_schema(in_schema)
-    return coercer, pl.DataFrame(schema=out).to_arrow(compat_level=compat_level(dest.capabilities.arrow_views)).schema
-
-
-def make_transform(res: ResourceConfig, source: Source, dest: Destination, part: Part, load: Load, checks: Check | None, message: Callable[[str], None]) -> Transform:
-    """Target types from declared columns, CSV inference (text parts) and the schema mode.
-
-    Sets ``load.schema`` (and ``load.changes``, the schema changes to apply at publish);
-    ``checks`` evaluates the quality checks of each batch; ``message`` tells the user
-    about schema changes and dropped columns.
-    """
-    existing = None if load.write_mode == "replace" else dest.table_schema(load.table)
-    coercer, arrow_schema = incoming_schema(res, source, dest, part, existing)
     views = dest.capabilities.arrow_views
+    arrow_schema = pl.DataFrame(schema=out).to_arrow(compat_level=compat_level(views)).schema
     drop: list[str] = []
-    if existing is not None:
+    if existing is not None and evolve:
         changes = sch.diff(arrow_schema, existing, dest.capabilities.max_decimal_precision)
         apply, drop = sch.decide(changes, load.options.schema_evolution, load.table, lambda c: dest.ddl_for(load.table, c))
         if apply:

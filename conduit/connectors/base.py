@@ -58,13 +58,13 @@ class Capabilities:
     max_identifier_bytes
         The longest table, schema or column name the destination keeps as written
         (PostgreSQL truncates past 63 bytes); None when there is no such limit.
-    text_nul
-        Whether a text column can hold the NUL character. When it cannot (PostgreSQL),
-        the engine dead-letters rows with a NUL in any text column before staging.
     max_decimal_precision
         The most digits a decimal column holds (DuckDB 38, PostgreSQL 1000). Widening a
         decimal column (``schema_evolution: auto``) past it is a schema error, never a
         lossy cast.
+    text_nul
+        Whether a text column can hold the NUL character. When it cannot (PostgreSQL),
+        the engine dead-letters rows with a NUL in any text column before staging.
     """
 
     write_modes: frozenset[str] = frozenset({"append", "replace", "merge"})
@@ -73,8 +73,8 @@ class Capabilities:
     incremental_pushdown: bool = False
     arrow_views: bool = False
     max_identifier_bytes: int | None = None
-    text_nul: bool = True
     max_decimal_precision: int = 38
+    text_nul: bool = True
 
 
 @dataclass
@@ -234,16 +234,16 @@ class Destination(ABC):
     def table_schema(self, table: str) -> pa.Schema | None:
         """The Arrow schema of an existing table, or None if it does not exist."""
 
-    def ddl_for(self, table: str, change: Change) -> str | None:
-        """The statement that would apply ``change`` (shown in schema errors)."""
-        return None
-
     def sql_type(self, arrow_type: pa.DataType, json: bool = False) -> str:
         """The destination's own name for the column type an Arrow type loads as (``conduit schema infer``).
 
         ``json``: a column declared ``json``. Destinations without SQL types keep Arrow's name.
         """
         return str(arrow_type)
+
+    def ddl_for(self, table: str, change: Change) -> str | None:
+        """The statement that would apply ``change`` (shown in schema errors)."""
+        return None
 
     @abstractmethod
     def staged(self, load: Load) -> list[StagedChunk]:

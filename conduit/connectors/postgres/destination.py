@@ -131,6 +131,12 @@ class PostgresDestination(Destination):
         """``<db_schema>.<resource>``."""
         return f"{self.options.db_schema}.{resource}"
 
+    def sql_type(self, arrow_type: pa.DataType, json: bool = False) -> str:
+        """The PostgreSQL column type (``numeric(15,2)``, ``timestamptz``, ``jsonb``...)."""
+        from conduit.connectors.postgres.types import pg_column
+
+        return pg_column(arrow_type, json).final
+
     def _run(self, statements: Statements, what: str, conn: Connection | None = None) -> list[int]:
         """Run statements in one transaction on ``conn`` (main); return their row counts."""
         conn = conn or self.conn
@@ -176,12 +182,6 @@ class PostgresDestination(Destination):
 
         cols = self._catalog(table)
         return None if cols is None else pa.schema([pa.field(c, arrow_for_catalog(t), not nn) for c, t, nn, _ in cols])
-
-    def sql_type(self, arrow_type: pa.DataType, json: bool = False) -> str:
-        """The PostgreSQL column type (``numeric(15,2)``, ``timestamptz``, ``jsonb``...)."""
-        from conduit.connectors.postgres.types import pg_column
-
-        return pg_column(arrow_type, json).final
 
     def ddl_for(self, table: str, change: Change) -> str | None:
         """``ALTER TABLE`` adding or widening a column."""
