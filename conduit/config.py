@@ -32,29 +32,29 @@ class Strict(BaseModel):
 class QualityCheck(Strict):
     """One entry of ``quality_checks``; the check name is resolved by :mod:`conduit.quality`."""
 
-    check: str
-    column: str | list[str] | None = None
-    action: CheckAction = "fail"
-    pattern: str | None = None
-    min_value: float | int | str | None = None
-    max_value: float | int | str | None = None
-    values: list[object] | None = None
-    expression: str | None = None
-    name: str | None = None
-    params: dict[str, object] = Field(default_factory=dict)
+    check: str = Field(description="`not_null`, `unique`, `regex`, `range`, `enum`, `expression` or a custom check's name")
+    column: str | list[str] | None = Field(default=None, description="the column checked (a list: `unique` over several columns)")
+    action: CheckAction = Field(default="fail", description="`fail`: nothing is published; `warn`: loaded and counted; `dlq`: the row goes to the dead-letter store")
+    pattern: str | None = Field(default=None, description="`regex`: the pattern a value must match")
+    min_value: float | int | str | None = Field(default=None, description="`range`: the lowest value allowed")
+    max_value: float | int | str | None = Field(default=None, description="`range`: the highest value allowed")
+    values: list[object] | None = Field(default=None, description="`enum`: the values allowed")
+    expression: str | None = Field(default=None, description="`expression`: a SQL boolean expression (Polars SQL) every row must satisfy")
+    name: str | None = Field(default=None, description="the name the check's violations are counted and dead-lettered under")
+    params: dict[str, object] = Field(default_factory=dict, description="a custom check's parameters")
 
 
 class TableOptions(Strict):
     """Table-shaped options: set on a destination as defaults, on a resource to win."""
 
-    table: str | None = None
-    write_mode: WriteMode | None = None
-    primary_keys: list[str] | None = None
-    partition_by: list[str] | None = None
-    file_size_mb: float | None = Field(default=None, gt=0)
-    compression: str | None = None
-    schema_evolution: SchemaEvolution | None = None
-    batch_size: int | None = Field(default=None, gt=0)
+    table: str | None = Field(default=None, description="the target table (`schema.table`); default: the resource's name in the destination's schema")
+    write_mode: WriteMode | None = Field(default=None, description="`append` inserts, `replace` swaps the whole table, `merge` upserts on `primary_keys`")
+    primary_keys: list[str] | None = Field(default=None, description="the key columns: required for `merge`; the primary key of a created table")
+    partition_by: list[str] | None = Field(default=None, description="file destinations: hive partition columns (`col=value/` folders)")
+    file_size_mb: float | None = Field(default=None, gt=0, description="file destinations: roll to a new file past this size")
+    compression: str | None = Field(default=None, description="file destinations: the codec (Parquet: zstd, snappy...; CSV/NDJSON: gzip, zstd, bz2, lz4)")
+    schema_evolution: SchemaEvolution | None = Field(default=None, description="a new or changed column: `manual` fails with the DDL that fixes it, `auto` adds and widens losslessly, `warn` loads the matching columns")
+    batch_size: int | None = Field(default=None, gt=0, description="rows per batch through the pipeline")
 
 
 class ResolvedTable(Strict):
@@ -90,9 +90,9 @@ class SourceConfig(ConnectorConfig):
 class RetryOptions(Strict):
     """``retry:`` of a destination: how often and how patiently a retryable failure is tried again."""
 
-    attempts: int = Field(default=4, ge=1, le=100)
-    backoff_s: float = Field(default=0.5, ge=0)
-    max_backoff_s: float = Field(default=8.0, ge=0)
+    attempts: int = Field(default=4, ge=1, le=100, description="tries in all, the first one included")
+    backoff_s: float = Field(default=0.5, ge=0, description="seconds before the second try, doubled after each (with jitter: 50-100% of it)")
+    max_backoff_s: float = Field(default=8.0, ge=0, description="the longest wait between tries")
 
 
 class DestinationConfig(ConnectorConfig):
@@ -110,13 +110,13 @@ class DestinationConfig(ConnectorConfig):
 class ResourceConfig(TableOptions):
     """An entry of ``resources``: what to move from which source to which destination."""
 
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_\-]*$")
-    source: str
-    destination: str
-    path: str | None = None
-    query: str | None = None
-    incremental_column: str | None = None
-    incremental_lookback: str | int | float | None = None
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_\-]*$", description="unique; also the default table name")
+    source: str = Field(description="the `name` of an entry of `sources`")
+    destination: str = Field(description="the `name` of an entry of `destinations`")
+    path: str | None = Field(default=None, description="file sources: a file, folder or glob under the source's `path`")
+    query: str | None = Field(default=None, description="SQL sources: the SELECT to run (default: `SELECT * FROM <name>`)")
+    incremental_column: str | None = Field(default=None, description="load only rows above the stored high-water mark of this column")
+    incremental_lookback: str | int | float | None = Field(default=None, description="re-read a window below the mark (`2h`, or a number); needs `write_mode: merge`")
     columns: dict[str, str] = Field(default_factory=dict)
     quality_checks: list[QualityCheck] = Field(default_factory=list)
     max_dlq_rows: int | None = Field(default=None, ge=0)
