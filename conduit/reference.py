@@ -9,7 +9,7 @@ Examples
 --------
 >>> from conduit.config import QualityCheck
 >>> print(model_table(QualityCheck).splitlines()[2])
-| `check` | string | required |  |
+| `check` | string | required | `not_null`, `unique`, `regex`, `range`, `enum`, `expression` or a custom check's name |
 >>> type_name(list[str] | None)
 'list of string'
 """
