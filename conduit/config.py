@@ -119,7 +119,7 @@ class ResourceConfig(TableOptions):
     incremental_column: str | None = None
     incremental_lookback: str | int | float | None = None
     columns: dict[str, str] = Field(default_factory=dict)
-    tags: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(default_factory=list, description="names to select it by: `conduit run -r tag:NAME`")
+    tags: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(default_factory=list, description="names (letters, digits, `_`, `-`) to select it by: `conduit run -r tag:NAME`")
     quality_checks: list[QualityCheck] = Field(default_factory=list)
     max_dlq_rows: int | None = Field(default=None, ge=0)
     max_dlq_fraction: float | None = Field(default=None, ge=0, le=1)

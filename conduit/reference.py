@@ -45,6 +45,8 @@ def type_name(annotation: Any) -> str:
     """A reader's name for a field's type (``string``, ``list of string``, ``append | replace``)."""
     origin = typing.get_origin(annotation)
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if origin is typing.Annotated:
+        return type_name(typing.get_args(annotation)[0])
     if origin is typing.Literal:
         return ", ".join(f"`{a}`" for a in typing.get_args(annotation))
     if origin in (types.UnionType, typing.Union):

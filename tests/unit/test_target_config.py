@@ -114,3 +114,16 @@ def test_target_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: st
     with pytest.raises(error) as err:
         load_project(write(tmp_path, text), target=target)
     assert message in str(err.value)
+
+
+def test_the_readme_example_validates_under_each_of_its_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"^```yaml\n(.*?)^```", readme, re.S | re.M) if "targets:" in b]
+    for var in set(re.findall(r"\$\{(\w+)\}", block)):
+        monkeypatch.setenv(var, f"postgresql://user@127.0.0.1:5432/{var.lower()}")
+    cfg = write(tmp_path, block)
+    schemas = {name: load_project(cfg, target=name).destination("warehouse").options["db_schema"] for name in ("dev", "prod")}
+    assert schemas == {"dev": "dev", "prod": "analytics"}
+    assert load_project(cfg).target == "dev"
