@@ -84,12 +84,18 @@ def _one(ctx: Context, res: ResourceConfig) -> ResourcePlan:
         except Exception:  # noqa: BLE001 - an estimate is optional
             out.rows_estimated = None
         load = Load("plan", "plan", res.name, out.table, opts, json_columns=[c for c, t in res.columns.items() if sch.is_json_type(t)])
-        part = next(iter(source.parts(task)), None)
-        if part is not None:
-            from conduit.transform import make_transform
+        parts = source.parts(task)
+        try:
+            part = next(parts, None)
+            if part is not None:
+                from conduit.transform import make_transform
 
-            make_transform(res, source, dest, part, load, quality.Checks(res).evaluator(), lambda _: None)
-            out.ddl = dest.plan_ddl(load)
+                make_transform(res, source, dest, part, load, quality.Checks(res).evaluator(), lambda _: None)
+                out.ddl = dest.plan_ddl(load)
+        finally:
+            close = getattr(parts, "close", None)  # a generator holding a connection (SQL sources)
+            if close is not None:
+                close()
     except NotAColumn as exc:
         i = project.config.resources.index(res)
         line = project.lines.get(("resources", i, exc.key), project.lines.get(("resources", i), 1))

@@ -139,3 +139,28 @@ resources: [{{name: people, source: files, destination: wh, write_mode: merge, p
     (tmp_path / "data" / "people1.csv").write_text("id,name,age\n1,Ann,40\n")
     (people,) = plan(cfg)["resources"]
     assert people["ddl"] == [f'ALTER TABLE "{pg_schema}"."people" ADD COLUMN "age" bigint;']
+
+
+@pytest.mark.postgres
+def test_plan_postgresql_source_shows_its_query_and_estimate(tmp_path: Path, pg_uri: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import adbc_driver_postgresql.dbapi as pg
+
+    with pg.connect(pg_uri, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute(f'CREATE TABLE "{pg_schema}".src AS SELECT g AS id, g::text AS note FROM generate_series(1, 3) g')
+        cur.execute(f'ANALYZE "{pg_schema}".src')
+    monkeypatch.setenv("APP_URL", pg_uri)
+    cfg = tmp_path / "ingest.yml"
+    cfg.write_text(
+        f"""\
+sources: [{{name: app, type: postgresql, connection_string: "${{APP_URL}}", db_schema: {pg_schema}}}]
+destinations: [{{name: local, type: duckdb}}]
+resources: [{{name: src, source: app, destination: local, incremental_column: id}}]
+"""
+    )
+    (src,) = plan(cfg)["resources"]
+    assert (src["parts"], src["rows_estimated"]) == ([{"name": f'SELECT * FROM "{pg_schema}"."src"', "bytes": None}], 3)
+    assert src["ddl"] == ['CREATE TABLE "main"."src" ("id" INTEGER, "note" VARCHAR)']
+    assert invoke("run", str(cfg), "--no-progress")[0] == 0
+    (src,) = plan(cfg)["resources"]
+    assert src["parts"][0]["name"] == f'SELECT * FROM (SELECT * FROM "{pg_schema}"."src") AS _conduit_q WHERE "id" > $1'
+    assert (src["incremental"]["since"], src["ddl"]) == ("3", [])
