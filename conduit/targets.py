@@ -72,7 +72,8 @@ def choose(data: dict[str, Any], lines: Lines, fname: str, env: Mapping[str, str
     if chosen is None:
         return data, None, targets
     if chosen not in targets:
-        msg = f"unknown target {chosen!r}{suggest(chosen, known)}; {_known(known, fname)}"
+        origin = " (from CONDUIT_TARGET)" if not requested and env.get(ENV) else ""
+        msg = f"unknown target {chosen!r}{origin}{suggest(chosen, known)}; {_known(known, fname)}"
         raise UsageError(msg)
     _fold(data, lines, chosen, targets[chosen], destinations)
     return data, chosen, targets

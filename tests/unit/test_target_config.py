@@ -32,6 +32,11 @@ targets:
 """
 
 
+@pytest.fixture(autouse=True)
+def _no_target_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CONDUIT_TARGET", raising=False)
+
+
 def write(tmp_path: Path, text: str = CONFIG) -> Path:
     path = tmp_path / "ingest.yml"
     path.write_text(text)
@@ -61,6 +66,12 @@ def test_conduit_target_environment_variable(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv("CONDUIT_TARGET", "prod")
     assert load_project(write(tmp_path)).target == "prod"
     assert load_project(write(tmp_path), target="dev").target == "dev"  # --target wins over the environment
+
+
+def test_an_unknown_conduit_target_says_where_it_came_from(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONDUIT_TARGET", "staging")
+    with pytest.raises(UsageError, match=r"^unknown target 'staging' \(from CONDUIT_TARGET\); targets: dev, prod$"):
+        load_project(write(tmp_path))
 
 
 def test_conduit_target_from_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
