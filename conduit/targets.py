@@ -30,6 +30,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from conduit import _env
 from conduit.config import NAME_PATTERN, IngestConfig, Lines, TargetConfig, config_error, suggest
 from conduit.errors import ConfigError, UsageError
 
@@ -65,6 +66,12 @@ def choose(data: dict[str, Any], lines: Lines, fname: str, env: Mapping[str, str
                 msg = f"{fname}:{lines.get((*at, 'name'), 1)}: {_dotted((*at, 'name'))}: a target cannot rename a destination"
                 raise ConfigError(msg)
     default = data.get("default_target")
+    if isinstance(default, str) and "${" in default:  # default_target: ${DEPLOY_ENV:-dev}
+        try:
+            default = data["default_target"] = _env.expand(default, env)
+        except _env.UnsetVariable as exc:
+            msg = f"{fname}:{lines.get(('default_target',), 1)}: default_target: environment variable {exc.args[0]} is not set (use ${{{exc.args[0]}:-default}} for a default)"
+            raise ConfigError(msg) from None
     if default is not None and default not in targets:
         msg = f"{fname}:{lines.get(('default_target',), 1)}: default_target: unknown target {default!r}{suggest(str(default), known)}; {_known(known, fname)}"
         raise ConfigError(msg)

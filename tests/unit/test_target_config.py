@@ -74,6 +74,14 @@ def test_an_unknown_conduit_target_says_where_it_came_from(tmp_path: Path, monke
         load_project(write(tmp_path))
 
 
+def test_default_target_may_come_from_a_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = write(tmp_path, CONFIG.replace("default_target: dev", "default_target: ${DEPLOY_ENV:-dev}"))
+    assert load_project(cfg).target == "dev"
+    monkeypatch.setenv("DEPLOY_ENV", "prod")
+    monkeypatch.setenv("PROD_DB", "p.duckdb")
+    assert load_project(cfg).target == "prod"
+
+
 def test_conduit_target_from_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CONDUIT_TARGET", raising=False)
     (tmp_path / ".env").write_text("CONDUIT_TARGET=prod\nPROD_DB=p.duckdb\n")
