@@ -95,3 +95,17 @@ def test_run_with_a_selector_matching_nothing_exits_2(cfg: Path) -> None:
     assert code == 2
     assert out.startswith("error: -r tag:weekly matches no resource; tags: nightly, orders")
     assert not (cfg.parent / ".conduit").exists()
+
+
+def test_run_loads_only_what_the_selectors_pick(tmp_path: Path) -> None:
+    import duckdb
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "x.csv").write_text("id\n1\n2\n")
+    cfg = tmp_path / "ingest.yml"
+    cfg.write_text(CONFIG.replace("destination: local", "destination: local, path: x.csv"))
+    code, out = invoke("run", str(cfg), "-r", "tag:nightly", "-r", "audit-*", "--exclude", "orders_*", "--no-progress")
+    assert code == 0, out
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        tables = con.execute("SELECT table_name FROM duckdb_tables() WHERE NOT starts_with(table_name, '_conduit') ORDER BY 1").fetchall()
+    assert tables == [("audit-log",), ("customers",)]
