@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -19,6 +19,7 @@ WriteMode = Literal["append", "replace", "merge"]
 SchemaEvolution = Literal["manual", "auto", "warn"]
 CheckAction = Literal["fail", "warn", "dlq"]
 DEFAULT_BATCH_SIZE = 122_880  # rows per batch: one DuckDB row group; bounds memory
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
 Lines = dict[tuple[str | int, ...], int]
 """Where each key of the file is: its path (``("resources", 0, "name")``) -> line number."""
 
@@ -118,9 +119,17 @@ class ResourceConfig(TableOptions):
     incremental_column: str | None = Field(default=None, description="load only rows above the stored high-water mark of this column")
     incremental_lookback: str | int | float | None = Field(default=None, description="re-read a window below the mark (`2h`, or a number); needs `write_mode: merge`")
     columns: dict[str, str] = Field(default_factory=dict)
+    tags: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(default_factory=list, description="names (letters, digits, `_`, `-`) to select it by: `conduit run -r tag:NAME`")
     quality_checks: list[QualityCheck] = Field(default_factory=list)
     max_dlq_rows: int | None = Field(default=None, ge=0)
     max_dlq_fraction: float | None = Field(default=None, ge=0, le=1)
+
+
+class TargetConfig(Strict):
+    """An entry of ``targets``: what a target (dev, prod, ...) changes; applied by :mod:`conduit.targets`."""
+
+    destinations: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per destination name, keys that replace the destination's own (a different `type` replaces them all)")
+    state_path: str | None = Field(default=None, description="the target's store; default `<target>.duckdb` in the folder of the top-level `state_path`")
 
 
 class IngestConfig(Strict):
@@ -131,6 +140,8 @@ class IngestConfig(Strict):
     sources: list[SourceConfig]
     destinations: list[DestinationConfig]
     resources: list[ResourceConfig]
+    targets: dict[str, TargetConfig] = Field(default_factory=dict, description="target name -> TargetConfig (below); chosen by `--target`, `CONDUIT_TARGET` or `default_target`")
+    default_target: str | None = Field(default=None, description="the target used when neither `--target` nor `CONDUIT_TARGET` names one")
 
 
 _SECRET_KEY = re.compile(r"password|passwd|secret|token|passphrase|private_key|connection_string", re.IGNORECASE)

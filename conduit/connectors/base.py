@@ -119,6 +119,13 @@ class Seekable(ABC):
         """
 
 
+class PlannedPart(NamedTuple):
+    """A part a run would read, as ``conduit plan`` shows it: a file's URL and size, or a query."""
+
+    name: str
+    bytes: int | None = None
+
+
 class LocalFile(NamedTuple):
     """A part that is one whole file on this machine: what a destination needs to read it itself."""
 
@@ -204,6 +211,10 @@ class Source(ABC):
         """A row estimate for progress, or None."""
         return None
 
+    def plan_parts(self, task: Task) -> list[PlannedPart] | None:
+        """The parts a run of ``task`` would read, found without reading them (``conduit plan``); None when unknown."""
+        return None
+
     def check(self) -> None:  # noqa: B027 - optional hook
         """Really reach the source; raise a :class:`~conduit.errors.ConduitError` if it can't."""
 
@@ -243,6 +254,13 @@ class Destination(ABC):
 
     def ddl_for(self, table: str, change: Change) -> str | None:
         """The statement that would apply ``change`` (shown in schema errors)."""
+        return None
+
+    def plan_ddl(self, load: Load) -> list[str] | None:
+        """The DDL publishing ``load`` would run on its table (``[]``: none), for ``conduit plan``; None when unknown.
+
+        ``load.schema`` and ``load.changes`` are set as a run would set them.
+        """
         return None
 
     @abstractmethod

@@ -196,6 +196,16 @@ class PostgresDestination(Destination):
             return f"ALTER TABLE {t} ALTER COLUMN {quote(change.column)} TYPE {pg_column(change.source_type).final};"
         return None
 
+    def plan_ddl(self, load: Load) -> list[str]:
+        """``CREATE TABLE`` for a new table (``DROP`` first for ``replace``), else the schema changes' ``ALTER TABLE``."""
+        from conduit.connectors.postgres.publish import create_table, final_columns, table_sql
+
+        exists = self._catalog(load.table) is not None
+        if exists and load.write_mode != "replace":
+            return [s for s in (self.ddl_for(load.table, c) for c in load.changes) if s]
+        target = ".".join(split_table(load.table, self.options.db_schema))
+        return [f"DROP TABLE {table_sql(target)}"] * exists + [create_table(target, final_columns(load, None), load.primary_keys)]
+
     def _evolved(self, load: Load, target: list[tuple[str, str, bool, str]]) -> tuple[Statements, list[tuple[str, str, bool, str]]]:
         """The DDL for ``load.changes`` (run inside the publish transaction) and the catalog after it."""
         from conduit.connectors.postgres.types import pg_column
