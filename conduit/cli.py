@@ -181,12 +181,13 @@ _schema_format = click.option("--format", "fmt", type=click.Choice(["text", "jso
 @schema.command("infer")
 @click.argument("resource")
 @_config_opt
+@_target_opt
 @_schema_format
-def schema_infer(resource: str, config: Path, fmt: str) -> None:
+def schema_infer(resource: str, config: Path, target: str | None, fmt: str) -> None:
     """The columns Conduit would load for RESOURCE, with the destination's SQL types."""
     from conduit import preview
 
-    columns = preview.infer(config, resource)
+    columns = preview.infer(config, resource, target)
     if fmt == "json":
         click.echo(json.dumps([{"column": n, "type": t} for n, t in columns], indent=2))
     for name, type_ in columns if fmt == "text" else []:
@@ -196,12 +197,13 @@ def schema_infer(resource: str, config: Path, fmt: str) -> None:
 @schema.command("compare")
 @click.argument("resource")
 @_config_opt
+@_target_opt
 @_schema_format
-def schema_compare(resource: str, config: Path, fmt: str) -> None:
+def schema_compare(resource: str, config: Path, target: str | None, fmt: str) -> None:
     """New, missing and changed columns of RESOURCE against its destination table; exits 1 when they differ."""
     from conduit import preview
 
-    found = preview.compare(config, resource)
+    found = preview.compare(config, resource, target)
     if fmt == "json":
         click.echo(json.dumps(found.as_json(), indent=2))
     else:

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from conduit import quality
 from conduit.config import ResourceConfig
 from conduit.connectors.base import Destination, Load, Task
-from conduit.errors import ConfigError, NotAColumn, SourceError
+from conduit.errors import ConfigError, NotAColumn, SourceError, UsageError
 from conduit.progress import Reporter
 from conduit.project import load_project
-from conduit.runner import Context, select
+from conduit.runner import Context
 from conduit.transform import make_transform
 
 if TYPE_CHECKING:
@@ -77,12 +77,16 @@ class Incoming:
     json_columns: list[str]
 
 
-def _inspect(config: Path, resource: str, use: Callable[[Incoming], T]) -> T:
-    """``use`` the incoming schema of ``resource`` while its destination is open."""
+def _inspect(config: Path, resource: str, target: str | None, use: Callable[[Incoming], T]) -> T:
+    """``use`` the incoming schema of ``resource`` (its destination as ``target`` sets it) while the destination is open."""
     from conduit import schema as sch
 
-    project = load_project(config)
-    (res,) = select(project, [resource])
+    project = load_project(config, target)
+    names = [r.name for r in project.config.resources]
+    if resource not in names:
+        msg = f"unknown resource {resource!r}: name one resource (resources: {', '.join(names) or 'none'})"
+        raise UsageError(msg)
+    res = project.config.resources[names.index(resource)]
     ctx = Context(project, "inspect", Reporter(), None, False, project.store)
     try:
         dest = ctx.destination(res.destination)
@@ -101,14 +105,14 @@ def _without_own(schema: pa.Schema) -> pa.Schema:
     return pa.schema([f for f in schema if not f.name.startswith(OWN_PREFIX)])
 
 
-def infer(config: Path, resource: str) -> list[tuple[str, str]]:
+def infer(config: Path, resource: str, target: str | None = None) -> list[tuple[str, str]]:
     """(column, the destination's SQL type name) for each column ``resource`` would load."""
     from conduit.schema import without_views
 
     def names(inc: Incoming) -> list[tuple[str, str]]:
         return [(f.name, inc.destination.sql_type(without_views(f.type), f.name in inc.json_columns)) for f in inc.schema]
 
-    return _inspect(config, resource, names)
+    return _inspect(config, resource, target, names)
 
 
 @dataclass(frozen=True)
@@ -143,7 +147,7 @@ class Comparison:
         return {"table": self.table, "exists": self.exists, "changes": changes}
 
 
-def compare(config: Path, resource: str) -> Comparison:
+def compare(config: Path, resource: str, target: str | None = None) -> Comparison:
     """How the schema ``resource`` would load differs from its destination table, whatever its ``schema_evolution`` mode."""
     from conduit import schema as sch
 
@@ -153,4 +157,4 @@ def compare(config: Path, resource: str) -> Comparison:
         changes = sch.diff(inc.schema, inc.existing, inc.destination.capabilities.max_decimal_precision)
         return Comparison(inc.table, True, changes, [inc.destination.ddl_for(inc.table, c) for c in changes])
 
-    return _inspect(config, resource, differences)
+    return _inspect(config, resource, target, differences)

@@ -109,3 +109,23 @@ def test_compare_against_a_postgresql_table(tmp_path: Path, pg_uri: str, pg_sche
     code, out = invoke("schema", "compare", "people", "-c", str(cfg))
     assert code == 1, out
     assert sorted(out.splitlines()) == ["+ note text", "~ amount decimal(10,2) -> decimal(15,2)"]
+
+
+def test_compare_and_infer_take_a_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CONDUIT_TARGET", raising=False)
+    cfg = write(tmp_path, duck(tmp_path), columns={"id": "bigint"})
+    text = yaml.safe_load(cfg.read_text())
+    text["targets"] = {"prod": {"destinations": {"local": {"path": "prod.duckdb"}}}}
+    cfg.write_text(yaml.safe_dump(text, sort_keys=False))
+    with duckdb.connect(str(tmp_path / "prod.duckdb")) as con:
+        con.execute("CREATE TABLE main.people (id BIGINT, name VARCHAR)")
+    (tmp_path / "data" / "people.csv").write_text("id,name\n1,a\n")
+    assert invoke("schema", "compare", "people", "-c", str(cfg))[0] == 1  # w.duckdb has no table yet
+    assert invoke("schema", "compare", "people", "-c", str(cfg), "--target", "prod") == (0, "people: no differences\n")
+    assert invoke("schema", "infer", "people", "-c", str(cfg), "-t", "prod") == (0, "id: BIGINT\nname: VARCHAR\n")
+
+
+def test_a_glob_is_not_a_resource_here(tmp_path: Path) -> None:
+    cfg = write(tmp_path, duck(tmp_path))
+    code, out = invoke("schema", "compare", "peo*", "-c", str(cfg))
+    assert code == 2 and "name one resource" in out, out
