@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from conduit import quality
 from conduit.config import ResourceConfig
-from conduit.connectors.base import Destination, Load, Task
+from conduit.connectors.base import Destination, Load, Part, Task
 from conduit.errors import ConfigError, NotAColumn, SourceError, UsageError
 from conduit.progress import Reporter
 from conduit.project import load_project
@@ -40,7 +40,7 @@ def _load_of(ctx: Context, res: ResourceConfig, evolve: bool = True) -> Load:
     return load
 
 
-def _first_part(ctx: Context, res: ResourceConfig) -> Any:
+def _first_part(ctx: Context, res: ResourceConfig) -> Part:
     part = next(iter(ctx.source(res.source).parts(Task(res, ctx.project.dir))), None)
     if part is None:
         msg = f"{res.name}: the source has no rows to read"
