@@ -32,6 +32,7 @@ from conduit.connectors.base import (
     Incremental,
     LocalFile,
     Part,
+    PlannedPart,
     Source,
     Task,
 )
@@ -103,6 +104,11 @@ class FileSource(Source):
     def estimate_rows(self, task: Task) -> int | None:
         """Row estimate from Parquet metadata (exact) or file size (rough)."""
         return None
+
+    def plan_parts(self, task: Task) -> list[PlannedPart]:
+        """The files :meth:`parts` would read, with their sizes (files with nothing above the mark left out)."""
+        inc = task.incremental
+        return [PlannedPart(url, size) for url, size in self.files(task) if inc is None or inc.value is None or not self.nothing_newer(url, inc)]
 
     def _check_not_compressed(self, url: str) -> None:
         """A text file whose name says uncompressed but whose first bytes are gzip's magic is refused, by name."""
