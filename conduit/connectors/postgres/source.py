@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from conduit._sql import qualified, quote, split_table
 from conduit.connectors.base import Capabilities, Part, PlannedPart, Source, Task
 from conduit.connectors.postgres.connection import PostgresOptions, connect, describe, error, ping
+from conduit.connectors.postgres.source_types import enclosable
 from conduit.errors import ConduitError, SourceError
 from conduit.retry import call
 
@@ -43,7 +44,7 @@ class PostgresSource(Source):
         sql = self.base_query(task)
         inc = task.incremental
         if inc is not None and inc.value is not None:
-            return f"SELECT * FROM ({sql}\n) AS _conduit_q WHERE {quote(inc.column)} {inc.operator} $1", [inc.value]
+            return f"SELECT * FROM ({enclosable(sql)}) AS _conduit_q WHERE {quote(inc.column)} {inc.operator} $1", [inc.value]
         return sql, []
 
     def estimate_rows(self, task: Task) -> int | None:

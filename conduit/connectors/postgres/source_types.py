@@ -120,6 +120,15 @@ def _numeric(col: Column, ref: str, what: str) -> tuple[str, str | None]:
     return f"CASE WHEN {bad} THEN NULL::{col.result or 'numeric'} ELSE {ref} END", reason
 
 
+def enclosable(sql: str) -> str:
+    """``sql`` ready to be put in parentheses: a line break after a last line holding a ``--`` comment.
+
+    >>> enclosable("SELECT 1 -- one"), enclosable("SELECT 1")
+    ('SELECT 1 -- one\\n', 'SELECT 1')
+    """
+    return sql + "\n" if "--" in sql.rsplit("\n", 1)[-1] else sql
+
+
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -135,7 +144,7 @@ def describe(options: PostgresOptions, who: str, sql: str) -> list[Column]:
     conn = connect_copy(options, who)
     try:
         with conn.cursor() as cur:
-            cur.execute(f"SELECT * FROM ({sql}\n) AS _conduit_q LIMIT 0")  # type: ignore[arg-type]
+            cur.execute(f"SELECT * FROM ({enclosable(sql)}) AS _conduit_q LIMIT 0")  # type: ignore[arg-type]
             res = cur.pgresult
             assert res is not None
             n = res.nfields
@@ -162,7 +171,7 @@ def rewrite(sql: str, columns: list[Column]) -> str:
     reasons = [r for _, r in plans if r is not None]
     if reasons:
         select.append(f"{reasons[0]} AS {quote(ERROR)}" if len(reasons) == 1 else f"COALESCE({', '.join(reasons)}) AS {quote(ERROR)}")  # the first column at fault
-    return f"SELECT {', '.join(select)} FROM ({sql}\n) AS _conduit_src"
+    return f"SELECT {', '.join(select)} FROM ({enclosable(sql)}) AS _conduit_src"
 
 
 def with_pg_types(schema: pa.Schema, columns: list[Column]) -> pa.Schema:
