@@ -101,8 +101,12 @@ class FileSource(Source):
             yield Part(name=url, frame=frame, text_columns=self.format == "csv", bytes=size, local=local)
 
     def estimate_rows(self, task: Task) -> int | None:
-        """Row estimate from Parquet metadata (exact) or file size (rough)."""
-        return None
+        """CSV and NDJSON: from the file sizes and the first file's average line (:mod:`~conduit.connectors.files.estimate`); Parquet overrides."""
+        if self.format not in ("csv", "ndjson"):
+            return None
+        from conduit.connectors.files.estimate import text_rows
+
+        return text_rows(self.fs, self.files(task), header=self.format == "csv" and bool(getattr(self.format_opts, "header", True)))
 
     def _check_not_compressed(self, url: str) -> None:
         """A text file whose name says uncompressed but whose first bytes are gzip's magic is refused, by name."""
