@@ -16,7 +16,7 @@ from conduit._text import plural
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.progress import Task, TaskID
+    from rich.progress import ProgressColumn, Task, TaskID
 
     from conduit.results import ResourceResult, RunResult
 
@@ -102,7 +102,7 @@ class RichReporter(Reporter):
 
     def __init__(self, console: Console | None = None) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
         self.console = console or Console(stderr=True)
         self.progress = Progress(
@@ -112,20 +112,18 @@ class RichReporter(Reporter):
             TextColumn("{task.fields[rows]}"),
             TextColumn("[cyan]{task.fields[rate]}"),
             TimeElapsedColumn(),
-            TimeRemainingColumn(),
+            _eta_column(),
             console=self.console,
             transient=False,
         )
         self.progress.start()
         self._lock = threading.Lock()
         self._tasks: dict[str, TaskID] = {}
-        self._states: dict[str, str] = {}
 
     def start(self, resource: str, total: int | None) -> None:
         """Add a bar (indeterminate when the total is unknown)."""
         with self._lock:
-            self._tasks[resource] = self.progress.add_task(f"[bold]{resource}", total=total or None, rows=_rows(0, total), rate="")
-            self._states[resource] = "running"
+            self._tasks[resource] = self.progress.add_task(f"[bold]{resource}", total=total or None, rows=_rows(0, total), rate="", state="running")
 
     def advance(self, resource: str, rows: int) -> None:
         """Move the bar; rows/s over rich's recent window; an estimate that proves low becomes unknown (no ETA)."""
@@ -135,9 +133,10 @@ class RichReporter(Reporter):
                 return
             self.progress.advance(task_id, rows)
             task = self.task(resource)
-            total = task.total if task.total is None or task.completed <= task.total else None
+            if task.total is not None and task.completed > task.total:
+                task.total = None  # rich's update() cannot unset a total
             speed = task.speed or 0
-            self.progress.update(task_id, total=total, rows=_rows(int(task.completed), None if total is None else int(total)), rate=f"{speed:,.0f} rows/s")
+            self.progress.update(task_id, rows=_rows(int(task.completed), None if task.total is None else int(task.total)), rate=f"{speed:,.0f} rows/s")
 
     def finish(self, result: ResourceResult) -> None:
         """A success fills its bar; a failure stops it where it was, in red."""
@@ -147,18 +146,16 @@ class RichReporter(Reporter):
                 return
             task = self.task(result.name)
             if result.status == "failed":
-                self._states[result.name] = "failed"
-                self.progress.update(task_id, description=f"[bold red]{result.name} failed")
+                self.progress.update(task_id, description=f"[bold red]{result.name} failed", state="failed")
                 self.progress.stop_task(task_id)
             else:
-                self._states[result.name] = "done"
                 rate = result.rows_read / result.duration_s if result.duration_s > 0 else 0
-                self.progress.update(task_id, total=task.completed or 1, completed=task.completed or 1, rows=_rows(result.rows_read, None), rate=f"{rate:,.0f} rows/s")
+                self.progress.update(task_id, total=task.completed or 1, completed=task.completed or 1, rows=_rows(result.rows_read, None), rate=f"{rate:,.0f} rows/s", state="done")
                 self.progress.stop_task(task_id)
 
     def state(self, resource: str) -> str:
         """``running``, ``done`` or ``failed``."""
-        return self._states[resource]
+        return str(self.task(resource).fields["state"])
 
     def task(self, resource: str) -> Task:
         """The rich task of a resource's bar."""
@@ -172,3 +169,15 @@ class RichReporter(Reporter):
 
 def _rows(done: int, total: int | None) -> str:
     return f"{done:,}/{plural(total, 'row')}" if total else plural(done, "row")
+
+
+def _eta_column() -> ProgressColumn:
+    """Time remaining while a bar runs; nothing once it is done or failed."""
+    from rich.progress import TimeRemainingColumn
+    from rich.text import Text
+
+    class Eta(TimeRemainingColumn):
+        def render(self, task: Task) -> Text:
+            return super().render(task) if task.fields.get("state") == "running" else Text("")
+
+    return Eta()
