@@ -65,7 +65,9 @@ def run(ctx: click.Context, config: Path, resources: tuple[str, ...], resume: bo
         click.echo(f"dry run: {plural(len(selected), 'resource')} planned, nothing loaded")
         return
     bars = RichReporter() if progress is not False and log_format == "text" and sys.stderr.isatty() else None
-    logs.cli_handlers(log_format, log_file, ctx.obj["debug"], bars.console if bars else None)
+    remove = logs.cli_handlers(log_format, log_file, ctx.obj["debug"], bars.console if bars else None)
+    if remove is not None:  # invoked without main() (click's test runner): the handlers end with the command
+        ctx.call_on_close(remove)
     result = runner.run(config, list(resources) or None, resume=resume, full_refresh=full_refresh, batch_size=batch_size, reporter=bars, wait=wait)
     sys.exit(result.exit_code)
 

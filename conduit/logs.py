@@ -231,13 +231,17 @@ def cli_session() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def cli_handlers(fmt: str, log_file: Path | None, debug: bool, console: Console | None = None) -> None:
+def cli_handlers(fmt: str, log_file: Path | None, debug: bool, console: Console | None = None) -> Callable[[], None] | None:
     """Install the CLI's handlers on the ``conduit`` logger for this command.
 
     Lines go to stderr in ``fmt`` (``text``: ``HH:MM:SS message``; ``json``: one object
     per line), or, with ``console`` (bars on a terminal), printed above the bars; with
     ``log_file`` also appended to that file, in the same format (text with the date and
     level). INFO and up; DEBUG (tracebacks) with ``debug``.
+
+    Under :func:`cli_session` the session removes them; otherwise (a command invoked
+    without :func:`conduit.cli.main`, as click's test runner does) the returned function
+    does, and the caller must call it.
     """
     session = _session if _session is not None else _Session([])
     level = logging.DEBUG if debug else logging.INFO
@@ -253,7 +257,18 @@ def cli_handlers(fmt: str, log_file: Path | None, debug: bool, console: Console 
         logger.addHandler(handler)
     session.handlers += handlers
     session.json = fmt == "json"
+    level_before = logger.level
     logger.setLevel(level)
+    if _session is not None:
+        return None
+
+    def remove() -> None:
+        for handler in handlers:
+            logger.removeHandler(handler)
+            handler.close()
+        logger.setLevel(level_before)
+
+    return remove
 
 
 def cli_error(line: str, exc: BaseException, debug: bool) -> bool:

@@ -183,7 +183,7 @@ def run(
     selected = select(project, resources)
     plan(project, selected)
     log = RunLog()
-    reporter = Reporters(log, reporter) if reporter else log
+    reporter = Reporters(reporter, log) if reporter else log  # bars first: a line printed above them shows them up to date
     store = project.store
     started = time.monotonic()
     run_id, resumed, previous, lease = _start(project, [r.name for r in selected], resume, wait, reporter)

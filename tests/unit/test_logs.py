@@ -162,3 +162,14 @@ def test_secrets_are_redacted_in_json_lines(tmp_path: Path) -> None:
     assert code == 1
     assert "hunter2secret" not in out
     assert all(json.loads(line) for line in out.splitlines())
+
+
+def test_a_command_run_without_main_leaves_no_handler_behind(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from conduit.cli import cli
+
+    before = list(logging.getLogger("conduit").handlers)
+    result = CliRunner().invoke(cli, ["run", str(_project(tmp_path)), "--no-progress", "--log-file", str(tmp_path / "x.log")])
+    assert result.exit_code == 0 and "people: 2 rows loaded" in result.output
+    assert logging.getLogger("conduit").handlers == before
