@@ -275,7 +275,15 @@ def _exit_codes(argv: list[str] | None, debug: bool) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        import itertools
+
+        args = argv if argv is not None else sys.argv[1:]
+        if "--log-format=json" in args or any(pair == ("--log-format", "json") for pair in itertools.pairwise(args)):
+            from conduit import logs
+
+            click.echo(logs.usage_error_json(f"error: {exc.format_message()}"), err=True)
+        else:
+            exc.show()
         sys.exit(2)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

@@ -289,6 +289,12 @@ def cli_error(line: str, exc: BaseException, debug: bool) -> bool:
     return session.json
 
 
+def usage_error_json(text: str) -> str:
+    """The JSON line of a usage error found before a command ran (``--log-format json`` given, no handler installed yet)."""
+    record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, text, (), None, extra={"conduit": {"event": "error", "error": text.removeprefix("error: ")}})
+    return JsonFormatter().format(record)
+
+
 def _duration(seconds: float) -> str:
     """``42s``, ``3m05s``, ``1h02m``."""
     s = int(seconds)

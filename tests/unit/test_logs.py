@@ -173,3 +173,10 @@ def test_a_command_run_without_main_leaves_no_handler_behind(tmp_path: Path) -> 
     result = CliRunner().invoke(cli, ["run", str(_project(tmp_path)), "--no-progress", "--log-file", str(tmp_path / "x.log")])
     assert result.exit_code == 0 and "people: 2 rows loaded" in result.output
     assert logging.getLogger("conduit").handlers == before
+
+
+def test_log_format_json_reports_a_bad_option_as_json(tmp_path: Path) -> None:
+    code, out = invoke("run", str(_project(tmp_path)), "--log-format", "json", "--batch-size", "0")
+    assert code == 2
+    (line,) = [json.loads(line) for line in out.splitlines()]
+    assert (line["event"], line["level"]) == ("error", "error") and "--batch-size" in line["message"]
