@@ -168,7 +168,18 @@ class JsonFormatter(logging.Formatter):
             out["traceback"] = self.formatException(record.exc_info)
         if record.name != logger.name:
             out["logger"] = record.name
-        return _secrets.redact(json.dumps(out, default=str))
+        return json.dumps(_redacted(out), default=str)
+
+
+def _redacted(value: Any) -> Any:
+    """Secrets masked in every string of a record's fields (before JSON escaping could hide one)."""
+    if isinstance(value, str):
+        return _secrets.redact(value)
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(v) for v in value]
+    return value
 
 
 class TextFormatter(logging.Formatter):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import uuid
 from pathlib import Path
 
 import duckdb
@@ -180,3 +181,15 @@ def test_log_format_json_reports_a_bad_option_as_json(tmp_path: Path) -> None:
     assert code == 2
     (line,) = [json.loads(line) for line in out.splitlines()]
     assert (line["event"], line["level"]) == ("error", "error") and "--batch-size" in line["message"]
+
+
+def test_a_secret_that_json_would_escape_is_still_redacted() -> None:
+    from conduit import _secrets
+    from conduit.logs import JsonFormatter
+
+    secret = 'pa"ss\\word-' + uuid.uuid4().hex
+    _secrets.register(secret)
+    record = logging.getLogger("conduit").makeRecord("conduit", logging.INFO, __file__, 0, f"connect failed with {secret}", (), None, extra={"conduit": {"event": "message", "error": [secret]}})
+    line = JsonFormatter().format(record)
+    assert "ss\\\\word-" not in line and "ss\\word-" not in line
+    assert json.loads(line)["message"] == "connect failed with ***" and json.loads(line)["error"] == ["***"]
