@@ -20,11 +20,15 @@ from conduit._text import plural
 from conduit._version import __version__
 
 if TYPE_CHECKING:
+    from conduit.plan import ResourcePlan
     from conduit.store import Store
 
 DEFAULT_CONFIG = "ingest.yml"
 _config_arg = click.argument("config", default=DEFAULT_CONFIG, required=False, type=click.Path(path_type=Path))
 _config_opt = click.option("--config", "-c", "config", default=DEFAULT_CONFIG, show_default=True, type=click.Path(path_type=Path), help="The ingest.yml.")
+_target_opt = click.option("--target", "-t", "target", metavar="NAME", help="The target (dev, prod ...) of ingest.yml's targets; default $CONDUIT_TARGET, else default_target.")
+_select_opt = click.option("-r", "--resource", "--select", "-s", "resources", multiple=True, metavar="SELECTOR", help="A resource name, a glob (orders_*) or tag:NAME (repeatable; default: every resource).")
+_exclude_opt = click.option("--exclude", "-x", "exclude", multiple=True, metavar="SELECTOR", help="Leave out what this matches (same syntax; repeatable).")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,7 +42,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 @cli.command()
 @_config_arg
-@click.option("-r", "--resource", "resources", multiple=True, help="Run only this resource (repeatable).")
+@_select_opt
+@_exclude_opt
+@_target_opt
 @click.option("--resume", is_flag=True, help="Continue the newest interrupted run from its last checkpoint.")
 @click.option("--full-refresh", is_flag=True, help="Ignore and reset incremental state.")
 @click.option("--wait", is_flag=True, help="If another run is loading one of these resources, wait for it instead of exiting 1.")
@@ -48,39 +54,47 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Log lines on stderr: text, or json (one JSON object per line, no bars).")
 @click.option("--log-file", type=click.Path(path_type=Path, dir_okay=False), help="Also append the log lines to this file.")
 @click.pass_context
-def run(ctx: click.Context, config: Path, resources: tuple[str, ...], resume: bool, full_refresh: bool, wait: bool, dry_run: bool, batch_size: int | None, progress: bool | None, log_format: str, log_file: Path | None) -> None:
+def run(
+    ctx: click.Context,
+    config: Path,
+    resources: tuple[str, ...],
+    exclude: tuple[str, ...],
+    target: str | None,
+    resume: bool,
+    full_refresh: bool,
+    wait: bool,
+    dry_run: bool,
+    batch_size: int | None,
+    progress: bool | None,
+    log_format: str,
+    log_file: Path | None,
+) -> None:
     """Load every resource of CONFIG (default ./ingest.yml)."""
     from conduit import logs, runner
     from conduit.progress import RichReporter
-    from conduit.project import load_project
 
     if dry_run:
-        project = load_project(config)
-        selected = runner.select(project, list(resources) or None)
-        runner.plan(project, selected)
-        for res in selected:
-            opts = project.table_options(res)
-            dest = project.destination(res.destination)
-            click.echo(f"{res.name}: {res.source} -> {res.destination} ({dest.type}) table={opts.table or res.name} write_mode={opts.write_mode}")
-        click.echo(f"dry run: {plural(len(selected), 'resource')} planned, nothing loaded")
-        return
+        plans = _plan(config, resources, exclude, target, full_refresh, "table")
+        click.echo(f"dry run: {plural(len(plans), 'resource')} planned, nothing loaded")
+        sys.exit(1 if any(p.error for p in plans) else 0)
     bars = RichReporter() if progress is not False and log_format == "text" and sys.stderr.isatty() else None
     remove = logs.cli_handlers(log_format, log_file, ctx.obj["debug"], bars.console if bars else None)
     if remove is not None:  # invoked without main() (click's test runner): the handlers end with the command
         ctx.call_on_close(remove)
-    result = runner.run(config, list(resources) or None, resume=resume, full_refresh=full_refresh, batch_size=batch_size, reporter=bars, wait=wait)
+    result = runner.run(config, list(resources) or None, resume=resume, full_refresh=full_refresh, batch_size=batch_size, reporter=bars, wait=wait, exclude=list(exclude) or None, target=target)
     sys.exit(result.exit_code)
 
 
 @cli.command()
 @_config_arg
-def validate(config: Path) -> None:
+@_target_opt
+def validate(config: Path, target: str | None) -> None:
     """Check CONFIG: keys, types, references, connections, and each resource's source and key columns."""
     from conduit import preview, runner
     from conduit.progress import Reporter
     from conduit.project import load_project
 
-    project = load_project(config)
+    project = load_project(config, target)
     runner.plan(project, project.config.resources)
     ctx = runner.Context(project, "validate", Reporter(), None, False, project.store)
     try:
@@ -93,28 +107,30 @@ def validate(config: Path) -> None:
         preview.check(ctx)
     finally:
         ctx.close()
-    click.echo(f"{project.path.name}: valid ({len(project.config.resources)} resources)")
+    click.echo(f"{project.path.name}: valid ({len(project.config.resources)} resources{f', target {project.target}' if project.target else ''})")
 
 
 @cli.command()
 @click.argument("sql")
 @_config_opt
+@_target_opt
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
-def query(sql: str, config: Path, fmt: str) -> None:
+def query(sql: str, config: Path, target: str | None, fmt: str) -> None:
     """Run read-only SQL over the local store (runs, resource_runs, state, checkpoints, schema_versions, dlq)."""
-    columns, rows = _store(config).query(sql)
+    columns, rows = _store(config, target).query(sql)
     _render(columns, rows, fmt)
 
 
 @cli.command()
 @_config_opt
+@_target_opt
 @click.option("--all", "show_all", is_flag=True, help="Every run, not just the last 20.")
 @click.option("--status", type=click.Choice(["running", "interrupted", "success", "partial_success", "failed"]), help="Only runs with this status.")
 @click.option("--last", is_flag=True, help="Only the newest run, resource by resource.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
-def manifest(config: Path, show_all: bool, status: str | None, last: bool, fmt: str) -> None:
+def manifest(config: Path, target: str | None, show_all: bool, status: str | None, last: bool, fmt: str) -> None:
     """Show recorded runs (or, with --last, the newest run's resources)."""
-    store = _store(config)
+    store = _store(config, target)
     where = f"WHERE status = '{status}'" if status else ""
     if last:
         sql = (
@@ -141,21 +157,23 @@ def state() -> None:
 
 @state.command("show")
 @_config_opt
-def state_show(config: Path) -> None:
+@_target_opt
+def state_show(config: Path, target: str | None) -> None:
     """Every resource's stored mark, per destination table."""
-    columns, rows = _store(config).query("SELECT resource, incremental_column, value, value_type, updated_at, run_id, destination, db_schema, table_name FROM state ORDER BY resource, destination, db_schema, table_name")
+    columns, rows = _store(config, target).query("SELECT resource, incremental_column, value, value_type, updated_at, run_id, destination, db_schema, table_name FROM state ORDER BY resource, destination, db_schema, table_name")
     _render(columns, rows, "table")
 
 
 @state.command("reset")
 @click.argument("resource")
 @_config_opt
-def state_reset(resource: str, config: Path) -> None:
+@_target_opt
+def state_reset(resource: str, config: Path, target: str | None) -> None:
     """Forget RESOURCE's mark: the next run loads everything again."""
     from conduit.errors import UsageError
     from conduit.project import load_project
 
-    project = load_project(config)
+    project = load_project(config, target)
     found = project.store.reset_state(resource)
     names = [r.name for r in project.config.resources]
     if not found and resource not in names:  # a resource dropped from the config may still have a mark to forget
@@ -169,40 +187,105 @@ def schema() -> None:
     """Infer a resource's schema or compare it with the destination table."""
 
 
+_schema_format = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+
+
 @schema.command("infer")
 @click.argument("resource")
 @_config_opt
-def schema_infer(resource: str, config: Path) -> None:
-    """The schema Conduit would load for RESOURCE."""
+@_target_opt
+@_schema_format
+def schema_infer(resource: str, config: Path, target: str | None, fmt: str) -> None:
+    """The columns Conduit would load for RESOURCE, with the destination's SQL types."""
     from conduit import preview
 
-    for name, type_ in preview.infer(config, resource):
+    columns = preview.infer(config, resource, target)
+    if fmt == "json":
+        click.echo(json.dumps([{"column": n, "type": t} for n, t in columns], indent=2))
+    for name, type_ in columns if fmt == "text" else []:
         click.echo(f"{name}: {type_}")
 
 
 @schema.command("compare")
 @click.argument("resource")
 @_config_opt
-def schema_compare(resource: str, config: Path) -> None:
-    """The differences between RESOURCE's source schema and its destination table."""
+@_target_opt
+@_schema_format
+def schema_compare(resource: str, config: Path, target: str | None, fmt: str) -> None:
+    """New, missing and changed columns of RESOURCE against its destination table; exits 1 when they differ."""
     from conduit import preview
 
-    lines = preview.compare(config, resource)
-    click.echo("\n".join(lines) if lines else f"{resource}: no differences")
+    found = preview.compare(config, resource, target)
+    if fmt == "json":
+        click.echo(json.dumps(found.as_json(), indent=2))
+    else:
+        click.echo("\n".join(found.lines()) or f"{resource}: no differences")
+    sys.exit(0 if found.equal else 1)
 
 
 @cli.command()
 @_config_arg
+@_target_opt
 @click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
-def gc(config: Path, dry_run: bool) -> None:
+def gc(config: Path, target: str | None, dry_run: bool) -> None:
     """Remove staging tables, ledger rows and dead-letter parts that no resumable run of CONFIG needs."""
     from conduit import gc as collector
     from conduit.project import load_project
 
-    found = collector.collect(load_project(config), remove=not dry_run)
+    found = collector.collect(load_project(config, target), remove=not dry_run)
     for line in found:
         click.echo(("would remove " if dry_run else "removed ") + line)
     click.echo(f"{plural(len(found), 'leftover')} {'found' if dry_run else 'removed'}")
+
+
+@cli.command("ls")
+@_config_arg
+@_select_opt
+@_exclude_opt
+def ls(config: Path, resources: tuple[str, ...], exclude: tuple[str, ...]) -> None:
+    """List the resources of CONFIG that -r/--select and --exclude pick, one name a line; run nothing."""
+    from conduit.project import load_project
+    from conduit.selection import select
+
+    for res in select(load_project(config), resources, exclude):
+        click.echo(res.name)
+
+
+@cli.command("plan")
+@_config_arg
+@_select_opt
+@_exclude_opt
+@_target_opt
+@click.option("--full-refresh", is_flag=True, help="Plan as a run with --full-refresh would: no incremental mark.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def plan_command(config: Path, resources: tuple[str, ...], exclude: tuple[str, ...], target: str | None, full_refresh: bool, fmt: str) -> None:
+    """Show what a run would do per resource (parts, rows, write mode, DDL, incremental window); load nothing.
+
+    Exits 1 when a run would fail a resource (its error is shown), 2 on a config error.
+    """
+    plans = _plan(config, resources, exclude, target, full_refresh, fmt)
+    sys.exit(1 if any(p.error for p in plans) else 0)
+
+
+def _plan(config: Path, resources: tuple[str, ...], exclude: tuple[str, ...], target: str | None, full_refresh: bool, fmt: str) -> list[ResourcePlan]:
+    """Validate, select, plan and print; the plans."""
+    from conduit import plan, runner
+    from conduit.project import load_project
+    from conduit.selection import select
+
+    project = load_project(config, target)
+    selected = select(project, resources, exclude)
+    runner.plan(project, selected)
+    plans = plan.make(project, selected, full_refresh)
+    if fmt == "json":
+        doc = {"config": str(project.path), "target": project.target, "store": str(project.state_path), "resources": [p.as_dict() for p in plans]}
+        click.echo(json.dumps(doc, default=str, indent=2))
+        return plans
+    click.echo(f"{project.path.name}" + (f", target {project.target}" if project.target else "") + f" (store {project.state_path})")
+    _render(*plan.rows(plans), "table")
+    for line in plan.ddl_lines(plans):
+        click.echo(line)
+    return plans
 
 
 @cli.command()
@@ -214,6 +297,18 @@ def init(directory: Path, rows: int) -> None:
 
     path = write_example(directory, rows)
     click.echo(f"wrote {path}; now run: conduit run {path}")
+
+
+@cli.command("schema-json")
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+def schema_json(path: Path | None) -> None:
+    """Write the JSON Schema of ingest.yml to PATH (a folder gets ingest.schema.json), or print it, for editors to validate and complete."""
+    from conduit import json_schema
+
+    if path is None:
+        click.echo(json_schema.text(), nl=False)
+    else:
+        click.echo(f"wrote {json_schema.write(path)}")
 
 
 @cli.command()
@@ -231,10 +326,10 @@ def connectors() -> None:
             click.echo(f"{name:<12} {origin:<9} unavailable: {exc}")
 
 
-def _store(config: Path) -> Store:
+def _store(config: Path, target: str | None = None) -> Store:
     from conduit.project import load_project
 
-    return load_project(config).store
+    return load_project(config, target).store
 
 
 def _render(columns: list[str], rows: list[tuple[object, ...]], fmt: str) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -19,6 +19,7 @@ WriteMode = Literal["append", "replace", "merge"]
 SchemaEvolution = Literal["manual", "auto", "warn"]
 CheckAction = Literal["fail", "warn", "dlq"]
 DEFAULT_BATCH_SIZE = 122_880  # rows per batch: one DuckDB row group; bounds memory
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
 Lines = dict[tuple[str | int, ...], int]
 """Where each key of the file is: its path (``("resources", 0, "name")``) -> line number."""
 
@@ -32,29 +33,29 @@ class Strict(BaseModel):
 class QualityCheck(Strict):
     """One entry of ``quality_checks``; the check name is resolved by :mod:`conduit.quality`."""
 
-    check: str
-    column: str | list[str] | None = None
-    action: CheckAction = "fail"
-    pattern: str | None = None
-    min_value: float | int | str | None = None
-    max_value: float | int | str | None = None
-    values: list[object] | None = None
-    expression: str | None = None
-    name: str | None = None
-    params: dict[str, object] = Field(default_factory=dict)
+    check: str = Field(description="`not_null`, `unique`, `regex`, `range`, `enum`, `expression` or a custom check's name")
+    column: str | list[str] | None = Field(default=None, description="the column checked (a list: `unique` over several columns)")
+    action: CheckAction = Field(default="fail", description="`fail`: nothing is published; `warn`: loaded and counted; `dlq`: the row goes to the dead-letter store")
+    pattern: str | None = Field(default=None, description="`regex`: the pattern a value must match")
+    min_value: float | int | str | None = Field(default=None, description="`range`: the lowest value allowed")
+    max_value: float | int | str | None = Field(default=None, description="`range`: the highest value allowed")
+    values: list[object] | None = Field(default=None, description="`enum`: the values allowed")
+    expression: str | None = Field(default=None, description="`expression`: a SQL boolean expression (Polars SQL) every row must satisfy")
+    name: str | None = Field(default=None, description="the name the check's violations are counted and dead-lettered under")
+    params: dict[str, object] = Field(default_factory=dict, description="a custom check's parameters")
 
 
 class TableOptions(Strict):
     """Table-shaped options: set on a destination as defaults, on a resource to win."""
 
-    table: str | None = None
-    write_mode: WriteMode | None = None
-    primary_keys: list[str] | None = None
-    partition_by: list[str] | None = None
-    file_size_mb: float | None = Field(default=None, gt=0)
-    compression: str | None = None
-    schema_evolution: SchemaEvolution | None = None
-    batch_size: int | None = Field(default=None, gt=0)
+    table: str | None = Field(default=None, description="the target table (`schema.table`); default: the resource's name in the destination's schema")
+    write_mode: WriteMode | None = Field(default=None, description="`append` inserts, `replace` swaps the whole table, `merge` upserts on `primary_keys`")
+    primary_keys: list[str] | None = Field(default=None, description="the key columns: required for `merge`; the primary key of a created table")
+    partition_by: list[str] | None = Field(default=None, description="file destinations: hive partition columns (`col=value/` folders)")
+    file_size_mb: float | None = Field(default=None, gt=0, description="file destinations: roll to a new file past this size")
+    compression: str | None = Field(default=None, description="file destinations: the codec (Parquet: zstd, snappy...; CSV/NDJSON: gzip, zstd, bz2, lz4)")
+    schema_evolution: SchemaEvolution | None = Field(default=None, description="a new or changed column: `manual` fails with the DDL that fixes it, `auto` adds and widens losslessly, `warn` loads the matching columns")
+    batch_size: int | None = Field(default=None, gt=0, description="rows per batch through the pipeline")
 
 
 class ResolvedTable(Strict):
@@ -90,9 +91,9 @@ class SourceConfig(ConnectorConfig):
 class RetryOptions(Strict):
     """``retry:`` of a destination: how often and how patiently a retryable failure is tried again."""
 
-    attempts: int = Field(default=4, ge=1, le=100)
-    backoff_s: float = Field(default=0.5, ge=0)
-    max_backoff_s: float = Field(default=8.0, ge=0)
+    attempts: int = Field(default=4, ge=1, le=100, description="tries in all, the first one included")
+    backoff_s: float = Field(default=0.5, ge=0, description="seconds before the second try, doubled after each (with jitter: 50-100% of it)")
+    max_backoff_s: float = Field(default=8.0, ge=0, description="the longest wait between tries")
 
 
 class DestinationConfig(ConnectorConfig):
@@ -110,17 +111,25 @@ class DestinationConfig(ConnectorConfig):
 class ResourceConfig(TableOptions):
     """An entry of ``resources``: what to move from which source to which destination."""
 
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_\-]*$")
-    source: str
-    destination: str
-    path: str | None = None
-    query: str | None = None
-    incremental_column: str | None = None
-    incremental_lookback: str | int | float | None = None
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_\-]*$", description="unique; also the default table name")
+    source: str = Field(description="the `name` of an entry of `sources`")
+    destination: str = Field(description="the `name` of an entry of `destinations`")
+    path: str | None = Field(default=None, description="file sources: a file, folder or glob under the source's `path`")
+    query: str | None = Field(default=None, description="SQL sources: the SELECT to run (default: `SELECT * FROM <name>`)")
+    incremental_column: str | None = Field(default=None, description="load only rows above the stored high-water mark of this column")
+    incremental_lookback: str | int | float | None = Field(default=None, description="re-read a window below the mark (`2h`, or a number); needs `write_mode: merge`")
     columns: dict[str, str] = Field(default_factory=dict)
+    tags: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(default_factory=list, description="names (letters, digits, `_`, `-`) to select it by: `conduit run -r tag:NAME`")
     quality_checks: list[QualityCheck] = Field(default_factory=list)
     max_dlq_rows: int | None = Field(default=None, ge=0)
     max_dlq_fraction: float | None = Field(default=None, ge=0, le=1)
+
+
+class TargetConfig(Strict):
+    """An entry of ``targets``: what a target (dev, prod, ...) changes; applied by :mod:`conduit.targets`."""
+
+    destinations: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per destination name, keys that replace the destination's own (a different `type` replaces them all)")
+    state_path: str | None = Field(default=None, description="the target's store; default `<target>.duckdb` in the folder of the top-level `state_path`")
 
 
 class IngestConfig(Strict):
@@ -131,6 +140,8 @@ class IngestConfig(Strict):
     sources: list[SourceConfig]
     destinations: list[DestinationConfig]
     resources: list[ResourceConfig]
+    targets: dict[str, TargetConfig] = Field(default_factory=dict, description="target name -> TargetConfig (below); chosen by `--target`, `CONDUIT_TARGET` or `default_target`")
+    default_target: str | None = Field(default=None, description="the target used when neither `--target` nor `CONDUIT_TARGET` names one")
 
 
 _SECRET_KEY = re.compile(r"password|passwd|secret|token|passphrase|private_key|connection_string", re.IGNORECASE)

@@ -1,5 +1,8 @@
 """``conduit init``: a small working project with generated sample data.
 
+Beside ``ingest.yml`` goes ``ingest.schema.json`` (:mod:`conduit.json_schema`), which the
+config names on its first line so editors validate and complete it.
+
 The data is made on the spot with Polars (no download): customers as CSV (with two
 deliberately bad rows, to show the dead-letter store) and orders as Parquet.
 
@@ -9,15 +12,19 @@ Examples
 >>> path = write_example(pathlib.Path(tempfile.mkdtemp()), rows=100)
 >>> path.name, sorted(p.name for p in (path.parent / "data").iterdir())
 ('ingest.yml', ['customers.csv', 'orders.parquet'])
+>>> (path.parent / "ingest.schema.json").is_file()
+True
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from conduit import json_schema
 from conduit.errors import UsageError
 
 CONFIG = """\
+# yaml-language-server: $schema=ingest.schema.json
 # Conduit example project: `conduit run` loads data/ into warehouse.duckdb.
 version: 1
 state_path: .conduit/conduit.duckdb
@@ -79,5 +86,6 @@ def write_example(directory: Path, rows: int = 10_000) -> Path:
         (pl.date(2023, 1, 1) + pl.duration(days=pl.col("o_orderkey") % 700)).alias("o_orderdate"),
     )
     orders.write_parquet(directory / "data" / "orders.parquet")
+    json_schema.write(directory / json_schema.FILE_NAME)  # named on the config's first line: editors validate and complete it
     config.write_text(CONFIG)
     return config

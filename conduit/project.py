@@ -33,7 +33,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from conduit import _env, _secrets, _yaml
+from conduit import _env, _secrets, _yaml, targets
 from conduit.config import DestinationConfig, IngestConfig, Lines, ResolvedTable, ResourceConfig, SourceConfig, TableOptions, config_error, dotted, suggest
 from conduit.connectors import registry
 from conduit.errors import ConfigError
@@ -48,6 +48,8 @@ class Project:
     config: IngestConfig
     config_hash: str
     lines: Lines
+    target: str | None = None
+    """The target in use (:mod:`conduit.targets`), or None."""
 
     @property
     def dir(self) -> Path:
@@ -89,8 +91,11 @@ class Project:
         return ResolvedTable.model_validate(merged)
 
 
-def load_project(path: str | Path) -> Project:
-    """Read, expand and validate an ingest.yml; raise :class:`ConfigError` naming key and line."""
+def load_project(path: str | Path, target: str | None = None) -> Project:
+    """Read, expand and validate an ingest.yml; raise :class:`ConfigError` naming key and line.
+
+    ``target`` names one of its ``targets`` (else ``CONDUIT_TARGET``, else ``default_target``).
+    """
     path = Path(path)
     if path.is_dir():
         path = path / "ingest.yml"
@@ -110,12 +115,15 @@ def load_project(path: str | Path) -> Project:
         msg = f"{path.name}:1: the file must be a mapping with sources, destinations and resources"
         raise ConfigError(msg)
     env = {**_env.read_dotenv(path.parent / ".env"), **os.environ}
+    data, target, all_targets = targets.choose(data, lines, path.name, env, target)
     data = _expand(data, env, (), lines, path.name)
     try:
         config = IngestConfig.model_validate(data)
     except ValidationError as exc:
         raise config_error(exc, (), lines, path.name, IngestConfig) from None
-    project = Project(path.resolve(), config, hashlib.sha256(text.encode()).hexdigest()[:16], lines)
+    config.targets = all_targets
+    digest = hashlib.sha256(text.encode() + (f"\0target={target}".encode() if target else b"")).hexdigest()[:16]
+    project = Project(path.resolve(), config, digest, lines, target)
     _check_connectors(project)
     _check_references(project)
     return project

@@ -19,12 +19,13 @@ from conduit._version import __version__
 from conduit.config import ResourceConfig
 from conduit.connectors import registry
 from conduit.connectors.base import Destination, Load, Source
-from conduit.errors import ConfigError, LeaseHeld, RunFailed, UsageError
+from conduit.errors import ConfigError, LeaseHeld, RunFailed
 from conduit.leases import WAIT_POLL_S, Lease, live_holders
 from conduit.logs import RunLog
 from conduit.progress import Reporter, Reporters
 from conduit.project import Project, load_project
 from conduit.results import ResourceResult, RunResult
+from conduit.selection import select
 from conduit.store import Checkpointer, Store
 
 
@@ -71,16 +72,6 @@ class Context:
         """Close every destination connection."""
         for dest in self.destinations.values():
             dest.close()
-
-
-def select(project: Project, names: list[str] | None) -> list[ResourceConfig]:
-    """The resources to run, in config order; unknown names are a usage error."""
-    known = [r.name for r in project.config.resources]
-    unknown = [n for n in names or [] if n not in known]
-    if unknown:
-        msg = f"unknown resource {unknown[0]!r}; known: {', '.join(known)}"
-        raise UsageError(msg)
-    return [r for r in project.config.resources if not names or r.name in names]
 
 
 def plan(project: Project, resources: list[ResourceConfig]) -> None:
@@ -134,6 +125,8 @@ def run(
     batch_size: int | None = None,
     reporter: Reporter | None = None,
     wait: bool = False,
+    exclude: list[str] | None = None,
+    target: str | None = None,
     raise_on_error: bool = False,
 ) -> RunResult:
     """Run the resources of an ingest.yml; return what happened (prints nothing itself).
@@ -143,7 +136,7 @@ def run(
     config_path
         The ingest.yml (or its folder).
     resources
-        Names to run; all when None.
+        Selectors of the resources to run (names, globs, ``tag:NAME``: :mod:`conduit.selection`); all when None.
     resume
         Continue the newest interrupted run of this config.
     full_refresh
@@ -155,6 +148,10 @@ def run(
     wait
         When another live run holds one of the resources (its lease), wait for it to
         end instead of raising :class:`~conduit.errors.LeaseHeld`.
+    exclude
+        Selectors of resources not to run.
+    target
+        The target (:mod:`conduit.targets`); else ``CONDUIT_TARGET``, else ``default_target``.
     raise_on_error
         Raise :class:`~conduit.errors.RunFailed` (carrying the result) when a resource
         failed, instead of returning a failed result (for orchestrators' tasks).
@@ -179,8 +176,8 @@ def run(
 
     _runtime.tune_process()
     _runtime.arrow_allocator()
-    project = load_project(config_path)
-    selected = select(project, resources)
+    project = load_project(config_path, target)
+    selected = select(project, resources, exclude)
     plan(project, selected)
     log = RunLog()
     reporter = Reporters(reporter, log) if reporter else log  # bars first: a line printed above them shows them up to date

@@ -138,20 +138,32 @@ _INT_RANK = {pa.int8(): 1, pa.int16(): 2, pa.int32(): 3, pa.int64(): 4}
 
 @dataclass(frozen=True)
 class Change:
-    """One difference between the incoming schema and the destination table."""
+    """One difference between the incoming schema and the destination table.
+
+    ``source_type`` is the type the destination column must take: the incoming type,
+    or for a widening the smallest type that holds both the column's values and the
+    incoming ones (``decimal(10,2)`` taking ``decimal(8,4)`` becomes ``decimal(12,4)``).
+    ``note`` says why an incompatible change cannot be applied, when there is more to say.
+    """
 
     kind: ChangeKind
     column: str
     source_type: pa.DataType | None
     target_type: pa.DataType | None
+    note: str = ""
 
     def describe(self) -> str:
-        """A short human line, e.g. ``+ discount decimal(15,2)``."""
+        """A short human line, e.g. ``+ discount decimal(15,2)``.
+
+        >>> Change("widen", "amount", pa.decimal128(12, 4), pa.decimal128(10, 2)).describe()
+        '~ amount decimal(10,2) -> decimal(12,4)'
+        """
         if self.kind == "add_column":
             return f"+ {self.column} {spec_name(self.source_type)}"
         if self.kind == "missing_in_source":
             return f"- {self.column} {spec_name(self.target_type)} (not in source; loaded as NULL)"
-        return f"~ {self.column} {spec_name(self.target_type)} -> {spec_name(self.source_type)}"
+        note = f" ({self.note})" if self.note else ""
+        return f"~ {self.column} {spec_name(self.target_type)} -> {spec_name(self.source_type)}{note}"
 
 
 def spec_name(t: pa.DataType | None) -> str:
@@ -251,15 +263,28 @@ def same_type(a: pa.DataType, b: pa.DataType) -> bool:
     return a == b
 
 
-def is_lossless_widening(src: pa.DataType, dst: pa.DataType) -> bool:
-    """Whether the destination column ``dst`` may be widened to hold ``src`` without loss."""
+def widened(src: pa.DataType, dst: pa.DataType) -> pa.DataType | None:
+    """The type a destination column ``dst`` can be widened to, losslessly, to also hold ``src``; None if there is none.
+
+    Integers and floats widen to the wider of the two. Decimals keep every integer digit
+    and every fractional digit of both: integer digits ``max(p1-s1, p2-s2)``, scale
+    ``max(s1, s2)``, precision their sum (which may pass 38: the caller checks the
+    destination's limit).
+
+    >>> widened(pa.decimal128(8, 4), pa.decimal128(10, 2)), widened(pa.decimal128(12, 0), pa.decimal128(6, 4))
+    (Decimal128Type(decimal128(12, 4)), Decimal128Type(decimal128(16, 4)))
+    >>> widened(pa.int64(), pa.int32()), widened(pa.string(), pa.int32())
+    (DataType(int64), None)
+    """
     if src in _INT_RANK and dst in _INT_RANK:
-        return _INT_RANK[src] > _INT_RANK[dst]
+        return src if _INT_RANK[src] > _INT_RANK[dst] else None
     if pa.types.is_floating(src) and pa.types.is_floating(dst):
-        return src.bit_width > dst.bit_width
+        return src if src.bit_width > dst.bit_width else None
     if pa.types.is_decimal(src) and pa.types.is_decimal(dst):
-        return src.scale == dst.scale and src.precision > dst.precision
-    return False
+        scale = max(src.scale, dst.scale)
+        precision = max(src.precision - src.scale, dst.precision - dst.scale) + scale
+        return pa.decimal128(precision, scale) if precision <= 38 else pa.decimal256(precision, scale)
+    return None
 
 
 def fits_into(src: pa.DataType, dst: pa.DataType) -> bool:
@@ -285,8 +310,15 @@ def fits_into(src: pa.DataType, dst: pa.DataType) -> bool:
     return pa.types.is_null(src)
 
 
-def diff(source: pa.Schema, target: pa.Schema) -> list[Change]:
-    """Changes needed for ``target`` (an existing table) to take rows of ``source``."""
+def diff(source: pa.Schema, target: pa.Schema, max_decimal_precision: int = 38) -> list[Change]:
+    """Changes needed for ``target`` (an existing table) to take rows of ``source``.
+
+    A decimal column whose widening would need more than ``max_decimal_precision``
+    digits (the destination's limit) is an incompatible change, never a lossy cast.
+
+    >>> diff(pa.schema([("a", pa.decimal128(10, 4))]), pa.schema([("a", pa.decimal128(38, 0))]))[0].describe()
+    "~ a decimal(38,0) -> decimal(42,4) (needs 42 digits; this destination's decimals hold 38)"
+    """
     tgt = {f.name: f.type for f in target}
     src = {f.name: f.type for f in source}
     changes: list[Change] = []
@@ -294,8 +326,14 @@ def diff(source: pa.Schema, target: pa.Schema) -> list[Change]:
         if name not in tgt:
             changes.append(Change("add_column", name, stype, None))
         elif not fits_into(stype, tgt[name]):
-            kind: ChangeKind = "widen" if is_lossless_widening(stype, tgt[name]) else "incompatible"
-            changes.append(Change(kind, name, stype, tgt[name]))
+            wide = widened(stype, tgt[name])
+            if wide is None:
+                changes.append(Change("incompatible", name, stype, tgt[name]))
+            elif pa.types.is_decimal(wide) and wide.precision > max_decimal_precision:
+                note = f"needs {wide.precision} digits; this destination's decimals hold {max_decimal_precision}"
+                changes.append(Change("incompatible", name, wide, tgt[name], note))
+            else:
+                changes.append(Change("widen", name, wide, tgt[name]))
     changes += [Change("missing_in_source", n, None, t) for n, t in tgt.items() if n not in src]
     return changes
 

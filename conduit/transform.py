@@ -187,12 +187,13 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(cols, schema=schema)
 
 
-def make_transform(res: ResourceConfig, source: Source, dest: Destination, part: Part, load: Load, checks: Check | None, message: Callable[[str], None]) -> Transform:
+def make_transform(res: ResourceConfig, source: Source, dest: Destination, part: Part, load: Load, checks: Check | None, message: Callable[[str], None], evolve: bool = True) -> Transform:
     """Target types from declared columns, CSV inference (text parts) and the schema mode.
 
     Sets ``load.schema`` (and ``load.changes``, the schema changes to apply at publish);
     ``checks`` evaluates the quality checks of each batch; ``message`` tells the user
-    about schema changes and dropped columns.
+    about schema changes and dropped columns. ``evolve=False`` leaves the schema mode
+    out: ``load.schema`` is what the source brings (``conduit schema compare``).
     """
     lazy = isinstance(part.frame, pl.LazyFrame)
     in_schema = part.frame.collect_schema() if lazy else pl.DataFrame(part.frame.schema.empty_table()).schema  # type: ignore[union-attr]
@@ -214,8 +215,8 @@ def make_transform(res: ResourceConfig, source: Source, dest: Destination, part:
     views = dest.capabilities.arrow_views
     arrow_schema = pl.DataFrame(schema=out).to_arrow(compat_level=compat_level(views)).schema
     drop: list[str] = []
-    if existing is not None:
-        changes = sch.diff(arrow_schema, existing)
+    if existing is not None and evolve:
+        changes = sch.diff(arrow_schema, existing, dest.capabilities.max_decimal_precision)
         apply, drop = sch.decide(changes, load.options.schema_evolution, load.table, lambda c: dest.ddl_for(load.table, c))
         if apply:
             load.changes = apply

@@ -54,8 +54,12 @@ class Registry:
         """Every connector type and where it comes from (dotted path)."""
         return {**self._paths, **self._plugins()}
 
-    def get(self, type_name: str) -> Connector:
-        """The connector for ``type_name``; :class:`ConnectorNotFound` listing known ones."""
+    def get(self, type_name: str, drivers: bool = True) -> Connector:
+        """The connector for ``type_name``; :class:`ConnectorNotFound` listing known ones.
+
+        ``drivers=False`` skips the check that its driver packages are installed: enough
+        for its option models (the configuration reference, the JSON Schema).
+        """
         if type_name in self._loaded:
             return self._loaded[type_name]
         known = self.known()
@@ -70,6 +74,8 @@ class Registry:
         except ImportError as exc:
             msg = f"connector {type_name!r} needs an extra package: {exc.name or exc} (pip install 'conduit-load[{type_name}]')"
             raise ConfigError(msg) from None
+        if not drivers:
+            return connector
         missing = next((m for m in connector.requires if not _installed(m)), None)
         if missing is not None:
             msg = f"connector {type_name!r} needs an extra package: {missing} (pip install 'conduit-load[{connector.extra or type_name}]')"

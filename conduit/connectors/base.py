@@ -58,6 +58,10 @@ class Capabilities:
     max_identifier_bytes
         The longest table, schema or column name the destination keeps as written
         (PostgreSQL truncates past 63 bytes); None when there is no such limit.
+    max_decimal_precision
+        The most digits a decimal column holds (DuckDB 38, PostgreSQL 1000). Widening a
+        decimal column (``schema_evolution: auto``) past it is a schema error, never a
+        lossy cast.
     text_nul
         Whether a text column can hold the NUL character. When it cannot (PostgreSQL),
         the engine dead-letters rows with a NUL in any text column before staging.
@@ -69,6 +73,7 @@ class Capabilities:
     incremental_pushdown: bool = False
     arrow_views: bool = False
     max_identifier_bytes: int | None = None
+    max_decimal_precision: int = 38
     text_nul: bool = True
 
 
@@ -112,6 +117,13 @@ class Seekable(ABC):
         ``want``, when given, is the schema the batches are cast to next: a stream that
         can produce its string layout directly (rather than views) may do so.
         """
+
+
+class PlannedPart(NamedTuple):
+    """A part a run would read, as ``conduit plan`` shows it: a file's URL and size, or a query."""
+
+    name: str
+    bytes: int | None = None
 
 
 class LocalFile(NamedTuple):
@@ -199,6 +211,10 @@ class Source(ABC):
         """A row estimate for progress, or None."""
         return None
 
+    def plan_parts(self, task: Task) -> list[PlannedPart] | None:
+        """The parts a run of ``task`` would read, found without reading them (``conduit plan``); None when unknown."""
+        return None
+
     def check(self) -> None:  # noqa: B027 - optional hook
         """Really reach the source; raise a :class:`~conduit.errors.ConduitError` if it can't."""
 
@@ -229,8 +245,22 @@ class Destination(ABC):
     def table_schema(self, table: str) -> pa.Schema | None:
         """The Arrow schema of an existing table, or None if it does not exist."""
 
+    def sql_type(self, arrow_type: pa.DataType, json: bool = False) -> str:
+        """The destination's own name for the column type an Arrow type loads as (``conduit schema infer``).
+
+        ``json``: a column declared ``json``. Destinations without SQL types keep Arrow's name.
+        """
+        return str(arrow_type)
+
     def ddl_for(self, table: str, change: Change) -> str | None:
         """The statement that would apply ``change`` (shown in schema errors)."""
+        return None
+
+    def plan_ddl(self, load: Load) -> list[str] | None:
+        """The DDL publishing ``load`` would run on its table (``[]``: none), for ``conduit plan``; None when unknown.
+
+        ``load.schema`` and ``load.changes`` are set as a run would set them.
+        """
         return None
 
     @abstractmethod

@@ -22,7 +22,7 @@ from pydantic import Field
 from conduit import crash_points
 from conduit._sql import column_list, of_runs, qualified, quote, split_table, stage_name
 from conduit.config import DEFAULT_BATCH_SIZE, Strict
-from conduit.connectors.base import SEQ, Capabilities, Connector, Destination, Load, LocalFile, Part, Source, StagedChunk, Task
+from conduit.connectors.base import SEQ, Capabilities, Connector, Destination, Load, LocalFile, Part, PlannedPart, Source, StagedChunk, Task
 from conduit.errors import DestinationError, SourceError
 
 if TYPE_CHECKING:
@@ -88,6 +88,10 @@ class DuckDBSource(Source):
         if inc is not None and inc.value is not None:
             return f"SELECT * FROM ({sql}) AS _conduit_q WHERE {quote(inc.column)} {inc.operator} ?", [inc.value]
         return sql, []
+
+    def plan_parts(self, task: Task) -> list[PlannedPart]:
+        """One part: the query (the mark, if any, is its parameter)."""
+        return [PlannedPart(self.query(task)[0])]
 
     def parts(self, task: Task) -> Iterator[Part]:
         """One part: the query's Arrow stream."""
@@ -159,8 +163,8 @@ class DuckDBDestination(Destination):
             return None
         return self.con.sql(f"SELECT * FROM {qualified(table, self.options.db_schema)} LIMIT 0").to_arrow_table().schema
 
-    def sql_type(self, arrow_type: pa.DataType) -> str:
-        """DuckDB's own name for an Arrow type (asks DuckDB)."""
+    def sql_type(self, arrow_type: pa.DataType, json: bool = False) -> str:
+        """DuckDB's own name for an Arrow type (asks DuckDB); a ``json`` column is text here too."""
         import pyarrow as pa
 
         empty = pa.table({"c": pa.array([], type=arrow_type)})  # noqa: F841 - read by DuckDB's replacement scan
@@ -174,6 +178,15 @@ class DuckDBDestination(Destination):
         if change.kind == "widen" and change.source_type is not None:
             return f"ALTER TABLE {t} ALTER COLUMN {quote(change.column)} SET DATA TYPE {self.sql_type(change.source_type)};"
         return None
+
+    def plan_ddl(self, load: Load) -> list[str]:
+        """``CREATE TABLE`` for a new table (``DROP`` first for ``replace``), else the schema changes' ``ALTER TABLE``."""
+        exists = self._exists(load.table)
+        if exists and load.write_mode != "replace":
+            return [s for s in (self.ddl_for(load.table, c) for c in load.changes) if s]
+        target = qualified(load.table, self.options.db_schema)
+        columns = ", ".join(f"{quote(f.name)} {self.sql_type(f.type)}" for f in load.schema or [] if f.name != SEQ)
+        return [f"DROP TABLE {target}"] * exists + [f"CREATE TABLE {target} ({columns})"]
 
     def _stage_table(self, load: Load) -> str:
         schema, _ = split_table(load.table, self.options.db_schema)

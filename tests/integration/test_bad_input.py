@@ -98,7 +98,7 @@ def test_file_destination_in_missing_folder(tmp_path: Path) -> None:
 def test_unknown_resource_is_usage_error(loaded: Path) -> None:
     exit_code, out = invoke("run", str(loaded / "ingest.yml"), "-r", "nope")
     assert exit_code == 2
-    assert "unknown resource 'nope'; known: people" in out
+    assert "-r nope matches no resource; resources: people" in out
 
 
 def test_validate_reports_ok(loaded: Path) -> None:

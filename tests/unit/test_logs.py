@@ -129,7 +129,7 @@ def test_log_format_json_reports_the_error_that_ends_the_command_as_json(tmp_pat
     code, out = invoke("run", str(_project(tmp_path)), "--log-format", "json", "-r", "nosuch")
     assert code == 2
     (line,) = [json.loads(line) for line in out.splitlines()]
-    assert (line["level"], line["event"], line["message"]) == ("error", "error", "error: unknown resource 'nosuch'; known: people")
+    assert (line["level"], line["event"], line["message"]) == ("error", "error", "error: -r nosuch matches no resource; resources: people; tags: none")
 
 
 def test_log_format_json_with_debug_carries_the_traceback_in_a_field(tmp_path: Path) -> None:
@@ -152,7 +152,7 @@ def test_log_file_gets_every_line(tmp_path: Path, fmt: str) -> None:
     else:
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00 INFO    people: 2 rows loaded into main\.people in .*", lines[2])
     code, _ = invoke("run", str(_project(tmp_path)), "--log-format", fmt, "--log-file", str(log), "-r", "nosuch")
-    assert code == 2 and "unknown resource 'nosuch'" in log.read_text().splitlines()[-1]
+    assert code == 2 and "-r nosuch matches no resource" in log.read_text().splitlines()[-1]
 
 
 def test_secrets_are_redacted_in_json_lines(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ from conduit.connectors.base import (
     Incremental,
     LocalFile,
     Part,
+    PlannedPart,
     Source,
     Task,
 )
@@ -107,6 +108,11 @@ class FileSource(Source):
         from conduit.connectors.files.estimate import text_rows
 
         return text_rows(self.fs, self.files(task), header=self.format == "csv" and bool(getattr(self.format_opts, "header", True)))
+
+    def plan_parts(self, task: Task) -> list[PlannedPart]:
+        """The files :meth:`parts` would read, with their sizes (files with nothing above the mark left out)."""
+        inc = task.incremental
+        return [PlannedPart(url, size) for url, size in self.files(task) if inc is None or inc.value is None or not self.nothing_newer(url, inc)]
 
     def _check_not_compressed(self, url: str) -> None:
         """A text file whose name says uncompressed but whose first bytes are gzip's magic is refused, by name."""

@@ -48,7 +48,7 @@ class PostgresDestination(Destination):
     """``type: postgresql``: stage with binary COPY, publish in one transaction."""
 
     Options = PostgresOptions
-    capabilities = Capabilities(parallel_stage=2, max_identifier_bytes=63, text_nul=False)
+    capabilities = Capabilities(parallel_stage=2, max_identifier_bytes=63, text_nul=False, max_decimal_precision=1000)
 
     def __init__(self, name: str, options: PostgresOptions, project_dir: Path):
         super().__init__(name, options, project_dir)
@@ -131,6 +131,12 @@ class PostgresDestination(Destination):
         """``<db_schema>.<resource>``."""
         return f"{self.options.db_schema}.{resource}"
 
+    def sql_type(self, arrow_type: pa.DataType, json: bool = False) -> str:
+        """The PostgreSQL column type (``numeric(15,2)``, ``timestamptz``, ``jsonb``...)."""
+        from conduit.connectors.postgres.types import pg_column
+
+        return pg_column(arrow_type, json).final
+
     def _run(self, statements: Statements, what: str, conn: Connection | None = None) -> list[int]:
         """Run statements in one transaction on ``conn`` (main); return their row counts."""
         conn = conn or self.conn
@@ -189,6 +195,16 @@ class PostgresDestination(Destination):
         if change.kind == "widen":
             return f"ALTER TABLE {t} ALTER COLUMN {quote(change.column)} TYPE {pg_column(change.source_type).final};"
         return None
+
+    def plan_ddl(self, load: Load) -> list[str]:
+        """``CREATE TABLE`` for a new table (``DROP`` first for ``replace``), else the schema changes' ``ALTER TABLE``."""
+        from conduit.connectors.postgres.publish import create_table, final_columns, table_sql
+
+        exists = self._catalog(load.table) is not None
+        if exists and load.write_mode != "replace":
+            return [s for s in (self.ddl_for(load.table, c) for c in load.changes) if s]
+        target = ".".join(split_table(load.table, self.options.db_schema))
+        return [f"DROP TABLE {table_sql(target)}"] * exists + [create_table(target, final_columns(load, None), load.primary_keys)]
 
     def _evolved(self, load: Load, target: list[tuple[str, str, bool, str]]) -> tuple[Statements, list[tuple[str, str, bool, str]]]:
         """The DDL for ``load.changes`` (run inside the publish transaction) and the catalog after it."""

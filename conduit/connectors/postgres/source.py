@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from conduit._sql import qualified, quote, split_table
-from conduit.connectors.base import Capabilities, Part, Source, Task
+from conduit.connectors.base import Capabilities, Part, PlannedPart, Source, Task
 from conduit.connectors.postgres.connection import PostgresOptions, connect, describe, error, ping
 from conduit.errors import SourceError
 from conduit.retry import call
@@ -52,6 +52,10 @@ class PostgresSource(Source):
             return int(row[0]) if row and row[0] is not None and row[0] >= 0 else None
         finally:
             conn.close()
+
+    def plan_parts(self, task: Task) -> list[PlannedPart]:
+        """One part: the query (the mark, if any, is its parameter $1)."""
+        return [PlannedPart(self.query(task)[0])]
 
     def parts(self, task: Task) -> Iterator[Part]:
         """One part: the query's Arrow stream, numeric columns as decimal(p,s)."""

@@ -212,6 +212,10 @@ class BigQueryDestination(Destination):
         found = self._table(table)
         return None if found is None else pa.schema([pa.field(f.name, sql.arrow_type(f)) for f in found.schema])
 
+    def sql_type(self, arrow_type: pa.DataType, json: bool = False) -> str:
+        """The BigQuery column type."""
+        return sql.field_type(arrow_type, json)
+
     def ddl_for(self, table: str, change: Change) -> str | None:
         """``ALTER TABLE`` for an added column or a widened NUMERIC."""
         if change.source_type is None or change.kind not in ("add_column", "widen"):

@@ -245,6 +245,10 @@ class SnowflakeDestination(Destination):
         fields = [(r["COLUMN_NAME"], sql.arrow_type(r["DATA_TYPE"], r.get("NUMERIC_PRECISION"), r.get("NUMERIC_SCALE"), r.get("DATETIME_PRECISION"))) for r in rows]
         return pa.schema([pa.field(sql.arrow_name(n), t) for n, t in fields])
 
+    def sql_type(self, arrow_type: pa.DataType, json: bool = False) -> str:
+        """The Snowflake column type."""
+        return sql.sql_type(arrow_type, json)
+
     def ddl_for(self, table: str, change: Change) -> str | None:
         """``ALTER TABLE`` for an added or widened column."""
         if change.source_type is None or change.kind not in ("add_column", "widen"):
