@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from conduit import _secrets
 from conduit._text import plural
+from conduit.errors import UsageError
 from conduit.progress import Reporter
 
 if TYPE_CHECKING:
@@ -260,7 +261,12 @@ def cli_handlers(fmt: str, log_file: Path | None, debug: bool, console: Console 
     stream.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handlers = [stream]
     if log_file is not None:
-        file = logging.FileHandler(log_file, encoding="utf-8")
+        try:
+            file = logging.FileHandler(log_file, encoding="utf-8")
+        except OSError as exc:
+            stream.close()
+            msg = f"--log-file {log_file}: {exc.strerror or exc}"
+            raise UsageError(msg) from None
         file.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(with_date=True))
         handlers.append(file)
     for handler in handlers:

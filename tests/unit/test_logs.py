@@ -193,3 +193,9 @@ def test_a_secret_that_json_would_escape_is_still_redacted() -> None:
     line = JsonFormatter().format(record)
     assert "ss\\\\word-" not in line and "ss\\word-" not in line
     assert json.loads(line)["message"] == "connect failed with ***" and json.loads(line)["error"] == ["***"]
+
+
+def test_a_log_file_that_cannot_be_opened_is_a_usage_error(tmp_path: Path) -> None:
+    code, out = invoke("run", str(_project(tmp_path)), "--log-file", str(tmp_path / "no" / "such" / "dir.log"))
+    assert (code, out) == (2, f"error: --log-file {tmp_path / 'no' / 'such' / 'dir.log'}: No such file or directory\n")
+    assert not (tmp_path / "state.duckdb").exists()  # nothing ran
