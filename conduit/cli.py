@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, NoReturn
 import click
 
 from conduit import _runtime
+from conduit._text import plural
 from conduit._version import __version__
 
 if TYPE_CHECKING:
@@ -49,27 +50,38 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--wait", is_flag=True, help="If another run is loading one of these resources, wait for it instead of exiting 1.")
 @click.option("--dry-run", is_flag=True, help="Validate and show the plan; load nothing.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Rows per batch through the pipeline.")
-@click.option("--progress/--no-progress", default=None, help="Progress bars (default: on a terminal).")
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Format of progress lines without a terminal.")
-def run(config: Path, resources: tuple[str, ...], exclude: tuple[str, ...], target: str | None, resume: bool, full_refresh: bool, wait: bool, dry_run: bool, batch_size: int | None, progress: bool | None, log_format: str) -> None:
+@click.option("--progress/--no-progress", default=None, help="Progress bars (default: on a terminal); without, plain lines (at most one per resource every 10 s).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Log lines on stderr: text, or json (one JSON object per line, no bars).")
+@click.option("--log-file", type=click.Path(path_type=Path, dir_okay=False), help="Also append the log lines to this file.")
+@click.pass_context
+def run(
+    ctx: click.Context,
+    config: Path,
+    resources: tuple[str, ...],
+    exclude: tuple[str, ...],
+    target: str | None,
+    resume: bool,
+    full_refresh: bool,
+    wait: bool,
+    dry_run: bool,
+    batch_size: int | None,
+    progress: bool | None,
+    log_format: str,
+    log_file: Path | None,
+) -> None:
     """Load every resource of CONFIG (default ./ingest.yml)."""
-    from conduit import runner
-    from conduit.progress import LineReporter, Reporter, RichReporter
+    from conduit import logs, runner
+    from conduit.progress import RichReporter
 
     if dry_run:
         plans = _plan(config, resources, exclude, target, full_refresh, "table")
-        click.echo(f"dry run: {len(plans)} resource(s) planned, nothing loaded")
+        click.echo(f"dry run: {plural(len(plans), 'resource')} planned, nothing loaded")
         sys.exit(1 if any(p.error for p in plans) else 0)
-    tty = sys.stderr.isatty()
-    reporter: Reporter
-    if progress is False:
-        reporter = LineReporter(fmt=log_format, progress=False)
-    elif tty and log_format == "text":
-        reporter = RichReporter()
-    else:
-        reporter = LineReporter(fmt=log_format)
-    result = runner.run(config, list(resources) or None, resume=resume, full_refresh=full_refresh, batch_size=batch_size, reporter=reporter, wait=wait, exclude=list(exclude) or None, target=target)
-    click.echo(f"run {result.run_id}: {result.status}" + (" (resumed)" if result.resumed else ""), err=True)
+    bars = RichReporter() if progress is not False and log_format == "text" and sys.stderr.isatty() else None
+    remove = logs.cli_handlers(log_format, log_file, ctx.obj["debug"], bars.console if bars else None)
+    if remove is not None:  # invoked without main() (click's test runner): the handlers end with the command
+        ctx.call_on_close(remove)
+    result = runner.run(config, list(resources) or None, resume=resume, full_refresh=full_refresh, batch_size=batch_size, reporter=bars, wait=wait, exclude=list(exclude) or None, target=target)
     sys.exit(result.exit_code)
 
 
@@ -223,7 +235,7 @@ def gc(config: Path, target: str | None, dry_run: bool) -> None:
     found = collector.collect(load_project(config, target), remove=not dry_run)
     for line in found:
         click.echo(("would remove " if dry_run else "removed ") + line)
-    click.echo(f"{len(found)} leftover(s) {'found' if dry_run else 'removed'}")
+    click.echo(f"{plural(len(found), 'leftover')} {'found' if dry_run else 'removed'}")
 
 
 @cli.command("ls")
@@ -340,36 +352,56 @@ def _render(columns: list[str], rows: list[tuple[object, ...]], fmt: str) -> Non
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: map errors to exit codes, one readable line each."""
-    from conduit import _secrets
-    from conduit.errors import ConduitError
+    """Entry point: map errors to exit codes, one readable line each (a JSON record with ``--log-format json``)."""
+    from conduit import logs
 
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     _runtime.tune_process()  # environment defaults (bounded Polars read-ahead), as conduit.run() does
+    with logs.cli_session():  # the log handlers a command installs end with it
+        _exit_codes(argv, debug)
+
+
+def _exit_codes(argv: list[str] | None, debug: bool) -> None:
+    from conduit import _secrets
+    from conduit.errors import ConduitError, one_line
+
     try:
         cli.main(args=argv, standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        import itertools
+
+        args = argv if argv is not None else sys.argv[1:]
+        if "--log-format=json" in args or any(pair == ("--log-format", "json") for pair in itertools.pairwise(args)):
+            from conduit import logs
+
+            click.echo(logs.usage_error_json(f"error: {exc.format_message()}"), err=True)
+        else:
+            exc.show()
         sys.exit(2)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
     except ConduitError as exc:
-        if debug:
-            import traceback
-
-            click.echo(_secrets.redact(traceback.format_exc()), err=True)
-        click.echo(f"error: {_secrets.redact(str(exc))}", err=True)
+        _error(f"error: {_secrets.redact(one_line(exc))}", exc, debug)
         sys.exit(exc.exit_code)
     except Exception as exc:  # noqa: BLE001 - one line, traceback with --debug
-        if debug:
-            import traceback
-
-            click.echo(_secrets.redact(traceback.format_exc()), err=True)
-        click.echo(f"error: {type(exc).__name__}: {_secrets.redact(str(exc))} (run with --debug for the traceback)", err=True)
+        _error(f"error: {_secrets.redact(one_line(exc))} (run with --debug for the traceback)", exc, debug)
         sys.exit(1)
+
+
+def _error(line: str, exc: BaseException, debug: bool) -> None:
+    """The line that ends a command: through the command's log handlers when it has JSON ones, else on stderr (traceback first with ``--debug``)."""
+    from conduit import _secrets, logs
+
+    if logs.cli_error(line, exc, debug):
+        return
+    if debug:
+        import traceback
+
+        click.echo(_secrets.redact("".join(traceback.format_exception(exc))), err=True)
+    click.echo(line, err=True)
 
 
 def entry() -> NoReturn:

@@ -15,6 +15,11 @@ Examples
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from conduit.results import RunResult
+
 
 class ConduitError(Exception):
     """Root of every error Conduit raises on purpose.
@@ -107,3 +112,39 @@ class StoreLocked(ConduitError):
 
 class LeaseHeld(ConduitError):
     """Another live run holds the lease of a resource in this store (``--wait`` waits for it)."""
+
+
+class RunFailed(ConduitError):
+    """A resource of a run failed (``conduit.run(..., raise_on_error=True)``); ``result`` is the whole :class:`~conduit.results.RunResult`.
+
+    Examples
+    --------
+    >>> from conduit.results import ResourceResult, RunResult
+    >>> err = RunFailed(RunResult("r1", "failed", [ResourceResult("orders", "failed", error="orders: no such file")]))
+    >>> str(err), err.exit_code
+    ('run r1 failed: orders: no such file', 1)
+    """
+
+    def __init__(self, result: RunResult):
+        failed = "; ".join(r.error or f"{r.name}: failed" for r in result.resources if r.status == "failed")
+        super().__init__(f"run {result.run_id} failed: {failed}")
+        self.result = result
+
+
+def one_line(exc: BaseException) -> str:
+    """The one line an error is stored and printed as; the traceback is only for ``--debug``.
+
+    A Conduit error is its message with its lines joined (a server's DETAIL stays); any
+    other exception is its type and the first line of its message.
+
+    Examples
+    --------
+    >>> one_line(ConfigError("bad key\\n  at line 3"))
+    'bad key at line 3'
+    >>> one_line(RuntimeError("boom\\n\\nThis error occurred in the following expression: ..."))
+    'RuntimeError: boom'
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if isinstance(exc, ConduitError):
+        return " ".join(lines)
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

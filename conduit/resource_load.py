@@ -13,18 +13,18 @@ import contextlib
 import hashlib
 import json
 import time
-import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from conduit import _secrets, retry
+from conduit import _secrets, logs, retry
 from conduit import schema as sch
 from conduit._sql import split_table
+from conduit._text import plural
 from conduit.chunk_stream import ChunkStream, Resume, RunContext, Target
 from conduit.chunking import decode_position
 from conduit.connectors.base import Destination, Load, Task
 from conduit.dead_letters import DeadLetters
-from conduit.errors import ConduitError, QualityCheckFailed, StagingLost
+from conduit.errors import ConduitError, QualityCheckFailed, StagingLost, one_line
 from conduit.incremental import State
 from conduit.quality import Checks
 from conduit.results import ResourceResult
@@ -76,13 +76,13 @@ class ResourceLoad:
 
             def attempt() -> None:
                 if dest.is_published(load):
-                    ctx.reporter.message(f"{res.name}: load {load.load_id} was already published before the crash; recording it")
+                    ctx.reporter.message(f"{res.name}: load {load.load_id} was already published before the crash; recording it", res.name)
                     self._record_published(states[-1])
                 else:
                     self._load(Target(source, dest, task, load, states[-1]))
 
             def again(exc: ConduitError, wait: float, n: int) -> None:
-                ctx.reporter.message(f"{res.name}: {_secrets.redact(str(exc))}; retrying in {wait:.1f}s (attempt {n} of {settings.attempts})")
+                ctx.reporter.message(f"{res.name}: {_secrets.redact(one_line(exc))}; retrying in {wait:.1f}s (attempt {n} of {settings.attempts})", res.name, "retry")
                 self._reset_for_retry(dest)
                 states.append(State.load(ctx.store, res, ctx.full_refresh, key, merge))
 
@@ -90,11 +90,10 @@ class ResourceLoad:
             result, state = self.result, states[-1]
             result.status = "partial_success" if result.rows_dlq else "success"
             fields = {"hwm_after": state.commit(ctx.store, ctx.run_id)}
-        except Exception as exc:  # noqa: BLE001 - every failure is recorded, unknown ones with traceback
+        except Exception as exc:  # noqa: BLE001 - every failure is recorded as one line; its traceback is logged at DEBUG
             result.status = "failed"
-            result.error = _secrets.redact(str(exc) if isinstance(exc, ConduitError) else f"{type(exc).__name__}: {exc}")
-            if not isinstance(exc, ConduitError):
-                result.error += "\n" + _secrets.redact(traceback.format_exc())
+            result.error = _secrets.redact(one_line(exc))
+            logs.debug_traceback(ctx.run_id, res.name, exc)
             fields = {}
             with contextlib.suppress(Exception):  # the original error matters more
                 ctx.checkpointer.flush()
@@ -114,13 +113,13 @@ class ResourceLoad:
             rows_warned=result.rows_warned,
             rows_filtered=result.rows_filtered,
             bytes_read=result.bytes_read,
-            error=(result.error or "").split("\n")[0] or None,
+            error=result.error,
             dlq_path=result.dlq_path,
             checks_json=result.checks,
             duration_s=result.duration_s,
             **fields,
         )
-        ctx.reporter.finish(res.name, result.summary().split("\n")[0], result.status != "failed")
+        ctx.reporter.finish(result)
         return result
 
     def _reset_for_retry(self, dest: Destination) -> None:
@@ -141,7 +140,7 @@ class ResourceLoad:
             staged = dest.staged(load)
         except StagingLost as exc:
             lost = exc
-            ctx.reporter.message(f"{res.name}: {lost}; staging from the start")
+            ctx.reporter.message(f"{res.name}: {lost}; staging from the start", res.name)
             dest.abort(load)
             staged = []  # chunks are numbered afresh
         positions: dict[str, int] = {}
@@ -161,9 +160,9 @@ class ResourceLoad:
         checks = Checks(res, ctx.project)
         checks.restore(dlq.load_keys(chunk_no))  # unique keys of the chunks already staged
         if staged:
-            ctx.reporter.message(f"{res.name}: resuming after {chunk_no} staged chunk(s), {result.rows_written:,} rows already staged")
+            ctx.reporter.message(f"{res.name}: resuming after {plural(chunk_no, 'staged chunk')}, {plural(result.rows_written, 'row')} already staged", res.name)
         elif ctx.resumed_status.get(res.name) in ("running", "interrupted") and lost is None:  # the crash's resource, with nothing that lasted
-            ctx.reporter.message(f"{res.name}: nothing was durably staged before the interruption; loading from the start")
+            ctx.reporter.message(f"{res.name}: nothing was durably staged before the interruption; loading from the start", res.name)
         stream = ChunkStream(self.ctx, self.res, self.result, target, Resume(checks, dlq, positions, chunk_no))
         try:
             published = stream.run()

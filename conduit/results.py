@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from conduit._text import plural
+
 
 @dataclass
 class ResourceResult:
@@ -25,23 +27,29 @@ class ResourceResult:
     checks: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
-        """The one line printed per resource."""
+        """The one line printed per resource.
+
+        Examples
+        --------
+        >>> ResourceResult("people", "success", "main.people", rows_read=1, rows_written=1, duration_s=0.5).summary()
+        'people: 1 row loaded into main.people in 0.5s (2 rows/s)'
+        """
         if self.status == "failed":
             return f"{self.name}: failed: {(self.error or '').removeprefix(self.name + ': ')}"
         rate = self.rows_read / self.duration_s if self.duration_s > 0 else 0
-        text = f"{self.name}: {self.rows_written:,} rows loaded into {self.table} in {self.duration_s:.1f}s ({rate:,.0f} rows/s)"
+        text = f"{self.name}: {plural(self.rows_written, 'row')} loaded into {self.table} in {self.duration_s:.1f}s ({rate:,.0f} rows/s)"
         if self.rows_filtered:
-            text += f", {self.rows_filtered:,} already loaded (incremental)"
+            text += f", {plural(self.rows_filtered, 'row')} already loaded (incremental)"
         if self.rows_written == 0 and self.hwm_before is not None:
             text += f", nothing newer than {self.hwm_before}"
         if self.rows_dlq:
             detail = ", ".join(f"{k}: {v:,}" for k, v in self.checks.items() if not k.startswith(("warn ", "null ")))
             text += f", {self.rows_dlq:,} dead-lettered ({detail}) -> {self.dlq_path}"
         if self.rows_warned:
-            text += f", {self.rows_warned:,} warnings"
+            text += f", {plural(self.rows_warned, 'warning')}"
         for key, n in self.checks.items():
             if key.startswith("null "):
-                text += f", {n:,} rows with NULL {key[5:]} loaded once"
+                text += f", {plural(n, 'row')} with NULL {key[5:]} loaded once"
         return text
 
 

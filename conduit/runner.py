@@ -19,9 +19,10 @@ from conduit._version import __version__
 from conduit.config import ResourceConfig
 from conduit.connectors import registry
 from conduit.connectors.base import Destination, Load, Source
-from conduit.errors import ConfigError, LeaseHeld
+from conduit.errors import ConfigError, LeaseHeld, RunFailed
 from conduit.leases import WAIT_POLL_S, Lease, live_holders
-from conduit.progress import Reporter
+from conduit.logs import RunLog
+from conduit.progress import Reporter, Reporters
 from conduit.project import Project, load_project
 from conduit.results import ResourceResult, RunResult
 from conduit.selection import select
@@ -126,6 +127,7 @@ def run(
     wait: bool = False,
     exclude: list[str] | None = None,
     target: str | None = None,
+    raise_on_error: bool = False,
 ) -> RunResult:
     """Run the resources of an ingest.yml; return what happened (prints nothing itself).
 
@@ -150,6 +152,11 @@ def run(
         Selectors of resources not to run.
     target
         The target (:mod:`conduit.targets`); else ``CONDUIT_TARGET``, else ``default_target``.
+    raise_on_error
+        Raise :class:`~conduit.errors.RunFailed` (carrying the result) when a resource
+        failed, instead of returning a failed result (for orchestrators' tasks).
+
+    Every run logs its events to the ``conduit`` logger (:mod:`conduit.logs`).
 
     Examples
     --------
@@ -172,8 +179,10 @@ def run(
     project = load_project(config_path, target)
     selected = select(project, resources, exclude)
     plan(project, selected)
-    reporter = reporter or Reporter()
+    log = RunLog()
+    reporter = Reporters(reporter, log) if reporter else log  # bars first: a line printed above them shows them up to date
     store = project.store
+    started = time.monotonic()
     run_id, resumed, previous, lease = _start(project, [r.name for r in selected], resume, wait, reporter)
     try:
         done = store.resource_status(run_id) if resumed else {}
@@ -198,7 +207,11 @@ def run(
         store.finish_run(run_id, status, errors or None)
     finally:
         lease.release()
-    return RunResult(run_id, status, results, resumed)
+    result = RunResult(run_id, status, results, resumed)
+    reporter.run_finished(result, time.monotonic() - started)
+    if raise_on_error and result.exit_code:
+        raise RunFailed(result)
+    return result
 
 
 def _start(project: Project, names: list[str], resume: bool, wait: bool, reporter: Reporter) -> tuple[str, bool, str | None, Lease]:
@@ -226,6 +239,7 @@ def _start(project: Project, names: list[str], resume: bool, wait: bool, reporte
                 waiting = True
             time.sleep(WAIT_POLL_S)
     lease.start_heartbeat()
+    reporter.run_started(run_id, names, resumed)
     try:
         if resumed:
             reporter.message(f"resuming interrupted run {run_id}")

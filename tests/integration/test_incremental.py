@@ -100,7 +100,7 @@ def test_null_marks_are_loaded_once(tmp_path: Path) -> None:
     cfg.write_text(CONFIG.format(fmt="csv", col="seq", extra=""))
     (tmp_path / "data" / "a.csv").write_text("id,seq\n1,1\n2,\n3,3\n")
     first = run(cfg)
-    assert "1 rows with NULL seq loaded once" in first.stderr
+    assert "1 row with NULL seq loaded once" in first.stderr
     assert run(cfg).returncode == 0  # nothing new: the NULL row is not reloaded
     (tmp_path / "data" / "b.csv").write_text("id,seq\n4,\n5,5\n")  # a new file: its NULL row loads once
     assert run(cfg).returncode == 0

@@ -173,7 +173,7 @@ def test_ctrl_c_marks_the_run_interrupted_and_a_later_run_resumes_it(tmp_path: P
     resumed = conduit(cfg)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming interrupted run {run_id}" in resumed.stderr
-    assert "resuming after 3 staged chunk(s)" in resumed.stderr
+    assert "resuming after 3 staged chunks" in resumed.stderr
     with duckdb.connect(str(tmp_path / "out.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*), count(DISTINCT id) FROM events").fetchone() == (GOOD, GOOD)
     assert store_rows(tmp_path, "SELECT run_id, status FROM runs") == [(run_id, "partial_success")]

@@ -12,6 +12,8 @@ import psycopg
 import pytest
 from test_resume import make_data
 
+from conduit._text import plural
+
 PG = """\
 sources: [{{name: files, type: csv, path: data/}}]
 destinations: [{{name: pg, type: postgresql, connection_string: "{uri}", db_schema: {schema}}}]
@@ -102,8 +104,8 @@ def test_gc_removes_only_what_no_resumable_run_needs(tmp_path: Path, kind: str, 
     assert staged[0] and staged[1] > 0
     parts = list((tmp_path / ".conduit" / "dlq").glob("*/_parts"))
     assert parts  # the killed run's dead letters so far, kept for its resume
-    assert gc(cfg, "--dry-run") == ["0 leftover(s) found"]  # the killed run is resumable: nothing to remove
-    assert gc(cfg) == ["0 leftover(s) removed"]
+    assert gc(cfg, "--dry-run") == ["0 leftovers found"]  # the killed run is resumable: nothing to remove
+    assert gc(cfg) == ["0 leftovers removed"]
     assert leftovers() == staged
     cfg.write_text(KEPT.format(dest=dest, name="renamed"))  # a new config: the killed run is superseded
     assert conduit("run", str(cfg), "--no-progress").returncode == 0
@@ -111,10 +113,10 @@ def test_gc_removes_only_what_no_resumable_run_needs(tmp_path: Path, kind: str, 
     listed = gc(cfg, "--dry-run")
     assert any(line.startswith("would remove d: staging table ") and "_events" in line for line in listed), listed
     assert any("ledger row(s) of load" in line for line in listed) and any("dead letters:" in line for line in listed)
-    assert listed[-1] == f"{len(listed) - 1} leftover(s) found"
+    assert listed[-1] == f"{plural(len(listed) - 1, 'leftover')} found"
     assert leftovers() == staged and all(p.exists() for p in parts)
     removed = gc(cfg)
-    assert removed == [line.replace("would remove", "removed", 1) for line in listed[:-1]] + [f"{len(listed) - 1} leftover(s) removed"]
+    assert removed == [line.replace("would remove", "removed", 1) for line in listed[:-1]] + [f"{plural(len(listed) - 1, 'leftover')} removed"]
     assert leftovers() == ([], 0)
     assert not any(p.exists() for p in parts)
-    assert gc(cfg) == ["0 leftover(s) removed"]
+    assert gc(cfg) == ["0 leftovers removed"]

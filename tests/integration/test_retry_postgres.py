@@ -29,9 +29,12 @@ resources:
 class Notes(Reporter):
     def __init__(self) -> None:
         self.lines: list[str] = []
+        self.retries: list[str | None] = []
 
-    def message(self, text: str) -> None:
+    def message(self, text: str, resource: str | None = None, event: str = "message") -> None:
         self.lines.append(text)
+        if event == "retry":
+            self.retries.append(resource)
 
 
 def _project(tmp_path: Path, uri: str, schema: str) -> Path:
@@ -79,6 +82,7 @@ def test_terminated_backend_is_retried_and_loads_once(tmp_path: Path, pg_uri: st
     assert killed, "no loading backend was terminated"
     assert result.status == "success", result.resources[0].error
     assert sum("retrying" in line for line in notes.lines) == 1, notes.lines
+    assert notes.retries == ["events"]  # a retry event (a WARNING record of the conduit logger), naming its resource
     with psycopg.connect(pg_uri) as conn:
         assert conn.execute(f'SELECT count(*), count(DISTINCT id), min(id), max(id) FROM "{pg_schema}".events').fetchone() == (FILES * ROWS, FILES * ROWS, 0, FILES * ROWS - 1)
         assert conn.execute(f'SELECT count(*), sum(rows) FROM "{pg_schema}"._conduit_loads').fetchone() == (1, FILES * ROWS)

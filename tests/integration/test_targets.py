@@ -108,7 +108,7 @@ def test_validate_and_gc_take_a_target_and_an_unknown_target_exits_2(cfg: Path) 
     code, out = invoke("validate", str(cfg), "--target", "prod")
     assert code == 0, out
     assert "target prod" in out
-    assert invoke("gc", str(cfg), "--target", "prod", "--dry-run") == (0, "0 leftover(s) found\n")
+    assert invoke("gc", str(cfg), "--target", "prod", "--dry-run") == (0, "0 leftovers found\n")
     for args in (("validate", str(cfg)), ("run", str(cfg), "--no-progress"), ("plan", str(cfg)), ("query", "select 1", "--config", str(cfg))):
         code, out = invoke(*args, "--target", "prd")
         assert (code, out) == (2, "error: unknown target 'prd' (did you mean 'prod'?); targets: dev, prod\n"), args

@@ -102,8 +102,12 @@ class FileSource(Source):
             yield Part(name=url, frame=frame, text_columns=self.format == "csv", bytes=size, local=local)
 
     def estimate_rows(self, task: Task) -> int | None:
-        """Row estimate from Parquet metadata (exact) or file size (rough)."""
-        return None
+        """CSV and NDJSON: from the file sizes and the first file's average line (:mod:`~conduit.connectors.files.estimate`); Parquet overrides."""
+        if self.format not in ("csv", "ndjson"):
+            return None
+        from conduit.connectors.files.estimate import text_rows
+
+        return text_rows(self.fs, self.files(task), header=self.format == "csv" and bool(getattr(self.format_opts, "header", True)))
 
     def plan_parts(self, task: Task) -> list[PlannedPart]:
         """The files :meth:`parts` would read, with their sizes (files with nothing above the mark left out)."""
