@@ -16,9 +16,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+import polars as pl
+
 from conduit import crash_points
 from conduit.chunking import GROUP_BYTES, GROUP_PART_BYTES, GROUP_PARTS, PART_CHUNKS, batch_rows, decode_position
-from conduit.connectors.base import Destination, Load, Part, Source, Task
+from conduit.connectors.base import Destination, Load, Part, Seekable, Source, Task
 from conduit.dead_letters import DeadLetters
 from conduit.engines.base import CHUNK_NUMBER_LIMIT, PartJob, PartOutcome, PartRef
 from conduit.engines.part_job import JobRunner, LoadPlan
@@ -127,6 +129,11 @@ class ChunkStream:
         try:
             for outcome in outcomes:
                 self._fold(outcome)
+        except Exception as exc:
+            partial = getattr(exc, "conduit_outcome", None)
+            if isinstance(partial, PartOutcome):
+                self._fold(partial, limits=False)  # counts of the failed job, its committed chunks checkpointed
+            raise
         finally:
             close = getattr(outcomes, "close", None)
             if close is not None:
@@ -159,7 +166,7 @@ class ChunkStream:
             if part.name in self.done:
                 continue
             skip = self.positions.get(part.name, 0)
-            runner.offer(part, self.state.row_filter(part.name))
+            released = runner.offer(part, self.state.row_filter(part.name))
             if not skip and 0 < part.bytes <= GROUP_PART_BYTES:
                 group.append(PartRef(index, part.name))
                 group_bytes += part.bytes
@@ -168,10 +175,12 @@ class ChunkStream:
                     group, group_bytes = [], 0
                 continue
             yield cut([PartRef(index, part.name, skip)], PART_CHUNKS)
+            if not isinstance(part.frame, pl.LazyFrame | Seekable):
+                released.wait()  # a stream (a query's cursor) may end when the source lists its next part
         if group:
             yield cut(group, 1)
 
-    def _fold(self, outcome: PartOutcome) -> None:
+    def _fold(self, outcome: PartOutcome, limits: bool = True) -> None:
         """One job's outcome into the result, its chunks into the checkpoints; limits checked."""
         ctx, res, result, state = self.ctx, self.res, self.result, self.state
         result.rows_read += outcome.rows_read
@@ -186,7 +195,8 @@ class ChunkStream:
             name, mark = decode_position(chunk.part)
             ctx.checkpointer.add(ctx.run_id, res.name, chunk.chunk, chunk.rows, chunk.part if chunk.part.startswith('{"parts"') else name, chunk.rows_read_end, json.dumps(mark) if mark else None)
             result.rows_written += chunk.rows
-        self.checks.enforce_limits(result)
+        if limits:
+            self.checks.enforce_limits(result)
 
     def _publish(self) -> bool:
         load, result, state = self.load, self.result, self.state

@@ -21,12 +21,15 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from conduit import crash_points
-from conduit.batches import is_direct, prefetch, stream_part
+from conduit.batches import frames, is_direct, prefetch, stream_part
 from conduit.chunking import CHUNK_BATCHES, DLQ_CHUNK_ROWS, LATER_CHUNK_BATCHES, PARALLEL_CHUNK_BATCHES, chunks, encode_group, encode_position
-from conduit.connectors.base import Part, Seekable, StagedChunk
-from conduit.engines.base import ChunkDone, PartJob, PartOutcome
-from conduit.errors import ConduitError, QualityCheckFailed
+from conduit.connectors.base import ROW_NUMBER, Part, Seekable, StagedChunk
+from conduit.engines.base import ChunkDone, PartJob, PartOutcome, PartRef
+from conduit.errors import ConduitError, QualityCheckFailed, SourceError
+from conduit.transform import Step
 from conduit.workers import ParallelStager
+
+_FILE = "_conduit_file"  # which file of a group a row came from
 
 if TYPE_CHECKING:
     import polars as pl
@@ -36,7 +39,7 @@ if TYPE_CHECKING:
     from conduit.dead_letters import DeadLetters
     from conduit.incremental import State
     from conduit.quality import Checks
-    from conduit.transform import Step, Transform
+    from conduit.transform import Transform
 
 
 @dataclass
@@ -45,6 +48,7 @@ class Offered:
 
     part: Part
     row_filter: Callable[[pl.DataFrame], pl.Series] | None
+    released: threading.Event
 
 
 @dataclass
@@ -72,27 +76,39 @@ class JobRunner:
         self.plan = plan
         self._offered: dict[str, Offered] = {}
         self._lock = threading.Lock()
-        serial = plan.dest.capabilities.parallel_stage <= 1
+        serial = plan.streams <= 1
         self._stage_lock: AbstractContextManager[object] = threading.Lock() if serial else nullcontext()
-        """One writer: a destination that stages on one connection stages one chunk at a time."""
+        """One writer: a load the destination stages on one connection (DuckDB, files, a PostgreSQL append straight into its table) stages one chunk at a time."""
 
-    def offer(self, part: Part, row_filter: Callable[[pl.DataFrame], pl.Series] | None) -> None:
-        """Keep a listed part until its job takes it."""
+    def offer(self, part: Part, row_filter: Callable[[pl.DataFrame], pl.Series] | None) -> threading.Event:
+        """Keep a listed part until its job takes it; the event is set once that job ended."""
+        released = threading.Event()
         with self._lock:
-            self._offered[part.name] = Offered(part, row_filter)
+            self._offered[part.name] = Offered(part, row_filter, released)
+        return released
 
     def _take(self, name: str) -> Offered:
         with self._lock:
-            return self._offered.pop(name)
+            return self._offered[name]
 
     def __call__(self, job: PartJob) -> PartOutcome:
         """Stage the job's parts; return what the driver folds into the resource's result."""
         run = _Job(self, job)
-        if len(job.parts) == 1 and job.chunk_limit - job.chunk_base > 1:
-            run.single()
-        else:
-            run.group()
-        return run.outcome
+        try:
+            if len(job.parts) == 1 and job.chunk_limit - job.chunk_base > 1:
+                run.single()
+            else:
+                run.group()
+            return run.outcome
+        except Exception as exc:
+            exc.conduit_outcome = run.outcome  # type: ignore[attr-defined]  # what it did before failing (see engines.base)
+            raise
+        finally:
+            with self._lock:
+                for ref in job.parts:
+                    offered = self._offered.pop(ref.name, None)
+                    if offered is not None:
+                        offered.released.set()
 
 
 class _Job:
@@ -157,21 +173,53 @@ class _Job:
                 stager.shutdown()
 
     def group(self) -> None:
-        """Several small whole parts as one chunk: read them all, then stage once."""
+        """Several small whole parts as one chunk: read them all, transform them together where they agree, stage once."""
         plan = self.plan
         cursor = self._chunk("", 0)
-        names: list[str] = []
+        offered = [(ref, self.runner._take(ref.name)) for ref in self.job.parts]
+        names = [ref.name for ref, _ in offered]
+        self.outcome.parts_read.extend(names)
         steps: list[Step] = []
-        for ref in self.job.parts:
-            offered = self.runner._take(ref.name)
-            names.append(ref.name)
-            self.outcome.parts_read.append(ref.name)
-            for step in stream_part(offered.part, ref.index, self._transform(offered), plan.batch_size, 0):
-                self._account(step, cursor, ref.name, grouped=True)
-                steps.append(step)
+        together = plan.transform.checks is None and not plan.transform.add_seq and all(o.row_filter is None for _, o in offered)
+        frames_read = [(ref, o, _read_whole(o.part, plan.batch_size)) for ref, o in offered] if together else []
+        try:
+            if together and len({tuple(df.schema.items()) for _, _, df in frames_read if df is not None}) <= 1:
+                steps = self._together(frames_read)
+            else:  # batch by batch, as a part alone: checks see rows in order, a fail check keeps the dead letters before it
+                for ref, o in offered:
+                    for step in stream_part(o.part, ref.index, self._transform(o), plan.batch_size, 0):
+                        self._account(step, cursor, ref.name, grouped=True)
+                        steps.append(step)
+        except QualityCheckFailed:
+            self.dlq.flush_chunk(cursor.chunk)
+            raise
         cursor.part = encode_group(names, self.state.mark())
         cursor.rows_read_end = self.outcome.rows_read
         self._stage_one(iter(steps), plan.transform.schema, cursor, None)
+
+    def _together(self, frames_read: list[tuple[PartRef, Offered, pl.DataFrame | None]]) -> list[Step]:
+        """The group's files as one frame (a file column tells them apart), transformed in one call."""
+        import polars as pl
+
+        present = [(ref, df) for ref, _, df in frames_read if df is not None and df.height]
+        if not present:
+            return []
+        df = pl.concat([d.with_columns(pl.lit(i, pl.UInt32).alias(_FILE)) for i, (_, d) in enumerate(present)], rechunk=False)
+        transform = replace(self.plan.transform, checks=self.checks.evaluator(), drop=[*self.plan.transform.drop, _FILE])
+        good, bad, warned, filtered = transform(df, present[0][0].index)
+        step = Step(good, [], df.height, df.height, warned, filtered)
+        cursor = StagedChunk(-1, "", 0, 0)
+        self._account(step, cursor, "", grouped=True)
+        for b in bad:
+            files = b.rows.get_column(_FILE)
+            for i in files.unique().to_list():
+                keep = files == i
+                rows = b.rows.filter(keep).drop(_FILE)
+                self.dlq.add(rows, present[i][0].name, rows.get_column(ROW_NUMBER), b.check.filter(keep) if not isinstance(b.check, str) else b.check, b.error.filter(keep))
+                self.outcome.rows_dlq += rows.height
+            for name, n in b.counts().items():
+                self.outcome.checks[name] = self.outcome.checks.get(name, 0) + n
+        return [step]
 
     def _stage_file(self, part: Part, cursor: StagedChunk) -> None:
         """Stage a whole file as one chunk, read by the destination; progress from its fraction done."""
@@ -257,6 +305,23 @@ class _Job:
         if not grouped:
             cursor.part = encode_position(part, self.state.mark())
         self.plan.advance(step.rows_read)
+
+
+def _read_whole(part: Part, batch_size: int) -> pl.DataFrame | None:
+    """A small part's rows as one frame, numbered (None when it has none); read errors name the part."""
+    import polars as pl
+    import pyarrow as pa
+
+    try:
+        got = [df for df in frames(part, batch_size, 0) if df.height]
+    except ConduitError:
+        raise
+    except (pl.exceptions.PolarsError, OSError, pa.ArrowException) as exc:
+        msg = f"cannot read {part.name}: {' '.join(str(exc).split())[:500]}"
+        raise SourceError(msg) from None
+    if not got:
+        return None
+    return got[0] if len(got) == 1 else pl.concat(got, how="diagonal_relaxed")
 
 
 def _read_by_destination(part: Part, transform: Transform, dest: Destination, state: State, skip: int) -> bool:
