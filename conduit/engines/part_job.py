@@ -204,7 +204,7 @@ class _Job:
         present = [(ref, df) for ref, _, df in frames_read if df is not None and df.height]
         if not present:
             return []
-        df = pl.concat([d.with_columns(pl.lit(i, pl.UInt32).alias(_FILE)) for i, (_, d) in enumerate(present)], rechunk=False)
+        df = pl.concat([d.with_columns(pl.lit(i, pl.UInt32).alias(_FILE)) for i, (_, d) in enumerate(present)], rechunk=True)
         transform = replace(self.plan.transform, checks=self.checks.evaluator(), drop=[*self.plan.transform.drop, _FILE])
         good, bad, warned, filtered = transform(df, present[0][0].index)
         step = Step(good, [], df.height, df.height, warned, filtered)
