@@ -142,3 +142,18 @@ def test_resources_in_parallel_keep_config_order_and_exit_codes(tmp_path: Path) 
 
     result = api.run(cfg, workers=3)  # the library returns results in config order too
     assert [r.name for r in result.resources] == ["a", "broken", "c"]
+
+
+def test_files_sharing_a_cleaned_header_load_under_the_cleaned_names(tmp_path: Path) -> None:
+    """Later files with the same header line reuse the first file's cleaned names (a blank and a repeated name)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for f in range(40):
+        (data / f"h-{f:02d}.csv").write_text(f"id,,ID\n{f},x{f},y{f}\n")
+    cfg = tmp_path / "ingest.yml"
+    cfg.write_text("sources: [{name: files, type: csv, path: data/}]\ndestinations: [{name: local, type: duckdb, path: w.duckdb}]\nresources: [{name: h, source: files, destination: local, path: 'h-*.csv'}]\n")
+    done = conduit(cfg, "--workers", "2")
+    assert done.returncode == 0, done.stderr
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
+        assert [r[0] for r in con.execute("DESCRIBE main.h").fetchall()] == ["id", "column_2", "ID_2"]
+        assert con.execute('SELECT count(*), count(DISTINCT column_2), count(DISTINCT "ID_2"), sum(id) FROM main.h').fetchall() == [(40, 40, 40, sum(range(40)))]
