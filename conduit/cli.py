@@ -50,6 +50,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--wait", is_flag=True, help="If another run is loading one of these resources, wait for it instead of exiting 1.")
 @click.option("--dry-run", is_flag=True, help="Validate and show the plan; load nothing.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Rows per batch through the pipeline.")
+@click.option("--workers", type=click.IntRange(min=1), help="Resources (and parts of one resource) loaded at once; default: the machine's cores.")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: on a terminal); without, plain lines (at most one per resource every 10 s).")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Log lines on stderr: text, or json (one JSON object per line, no bars).")
 @click.option("--log-file", type=click.Path(path_type=Path, dir_okay=False), help="Also append the log lines to this file.")
@@ -68,6 +69,7 @@ def run(
     progress: bool | None,
     log_format: str,
     log_file: Path | None,
+    workers: int | None,
 ) -> None:
     """Load every resource of CONFIG (default ./ingest.yml)."""
     from conduit import logs, runner
@@ -81,7 +83,7 @@ def run(
     remove = logs.cli_handlers(log_format, log_file, ctx.obj["debug"], bars.console if bars else None)
     if remove is not None:  # invoked without main() (click's test runner): the handlers end with the command
         ctx.call_on_close(remove)
-    result = runner.run(config, list(resources) or None, resume=resume, full_refresh=full_refresh, batch_size=batch_size, reporter=bars, wait=wait, exclude=list(exclude) or None, target=target)
+    result = runner.run(config, list(resources) or None, resume=resume, full_refresh=full_refresh, batch_size=batch_size, reporter=bars, wait=wait, exclude=list(exclude) or None, target=target, workers=workers)
     sys.exit(result.exit_code)
 
 

@@ -16,7 +16,7 @@ from conduit.progress import Reporter
 
 pytestmark = pytest.mark.postgres
 
-FILES, ROWS = 4, 5_000
+FILES, ROWS = 4, 20_000  # ~250 KiB files: each its own part (smaller files share one chunk)
 CONFIG = """\
 sources: [{{name: files, type: csv, path: data/}}]
 destinations:

@@ -28,6 +28,7 @@ from typing import Any, ClassVar, Literal
 import polars as pl
 
 from conduit.connectors.base import (
+    RECHECK,
     ROW_NUMBER,
     Incremental,
     LocalFile,
@@ -161,6 +162,7 @@ class CsvSource(FileSource):
         super().__init__(name, options, project_dir)
         self._transcoded: dict[str, str] = {}
         self._raw_names: dict[str, list[str]] = {}  # url -> Polars' header names, where they differ from the cleaned ones
+        self._headers: dict[bytes, tuple[list[str], list[str]]] = {}  # header line -> (Polars' names, cleaned names), for files alike
 
     def scan(self, url: str) -> pl.LazyFrame:
         """Every column as text; types come from :mod:`conduit.coerce`; short rows are marked.
@@ -173,6 +175,25 @@ class CsvSource(FileSource):
         o: CsvOptions = self.format_opts  # type: ignore[assignment]
         source = self._utf8(url)
         storage = self._storage if is_url(source) else None
+        first = self._header_line(source) if o.header and not o.skip_rows and not o.comment and not is_url(source) else None
+        known = self._headers.get(first) if first is not None else None
+        if known is not None:  # the same header line as an earlier file: its names, without reading the header twice more
+            raw, cleaned = known
+            if raw != cleaned:
+                self._raw_names[url] = raw
+            lf = pl.scan_csv(
+                source,
+                separator=o.delimiter,
+                quote_char=o.quote,
+                has_header=True,
+                schema=dict.fromkeys(cleaned, pl.String),
+                empty_string_is_null=False,
+                row_index_name=ROW_NUMBER,
+                row_index_offset=1,
+                glob=False,
+                raise_if_empty=False,
+            )
+            return csv_tolerant.finish(lf, cleaned, o.null_values)
         lf = pl.scan_csv(
             source,
             separator=o.delimiter,
@@ -192,10 +213,26 @@ class CsvSource(FileSource):
         if o.header and names:
             with open(source, "rb") if source != url else self.fs.open(url, "rb", compression="infer") as fh:
                 cleaned = headers.read(fh, o, names)
+            if len(cleaned) == len(names) and first is not None:
+                self._headers[first] = (names, cleaned)
             if len(cleaned) == len(names) and cleaned != names:
                 self._raw_names[url] = names
                 lf, names = lf.rename(dict(zip(names, cleaned, strict=True))), cleaned
         return csv_tolerant.finish(lf, names, o.null_values) if names else lf
+
+    def _header_line(self, path: str) -> bytes | None:
+        """The first line of a local file when it surely is the whole header record (no quote in it), else None."""
+        o: CsvOptions = self.format_opts  # type: ignore[assignment]
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(1 << 16)
+        except OSError:
+            return None
+        end = head.find(b"\n")
+        line = head[: end + 1] if end >= 0 else b""
+        if not line or (o.quote and o.quote.encode() in line):
+            return None
+        return line
 
     def _utf8(self, url: str) -> str:
         """``url``, or a temporary UTF-8 copy of it when the file has another encoding (made once)."""
@@ -214,6 +251,52 @@ class CsvSource(FileSource):
                 part.read = lambda after, size, url=part.name, n=names: self._blocks(url, n, after, size)
             part.fallback = self._fallback(part.name, names)
             yield part
+
+    def read_many(self, urls: list[str]) -> pl.DataFrame | None:
+        """Several whole small local files in one Polars read (the engine's groups of small files).
+
+        Text columns, rows numbered per file (``_conduit_row_number``) and the file's
+        position in ``urls`` (``_conduit_file``). None where the files cannot be read so
+        (another encoding, renamed headers, headers that differ, a row the tolerant path
+        must re-check, a read error): the engine then reads them one by one.
+        """
+        from conduit.connectors.files import csv_tolerant
+
+        o: CsvOptions = self.format_opts  # type: ignore[assignment]
+        if o.encoding.lower() not in _UTF8 or any(is_url(u) or u in self._raw_names for u in urls):
+            return None
+        path = "_conduit_path"
+        try:
+            df = pl.scan_csv(
+                urls,
+                separator=o.delimiter,
+                quote_char=o.quote,
+                has_header=o.header,
+                infer_schema=False,
+                empty_string_is_null=False,
+                comment_prefix=o.comment,
+                skip_rows=o.skip_rows,
+                glob=False,
+                raise_if_empty=False,
+                include_file_paths=path,
+            ).collect()
+        except (pl.exceptions.PolarsError, OSError):
+            return None
+        names = [c for c in df.columns if c != path]
+        if not names:
+            return None
+        df = csv_tolerant.finish(df, names, o.null_values)
+        if df.get_column(RECHECK).any():
+            return None
+        index = {u: i for i, u in enumerate(urls)}
+        return (
+            df.drop(RECHECK)
+            .with_columns(
+                (pl.int_range(pl.len(), dtype=pl.Int64).over(path) + 1).alias(ROW_NUMBER),
+                pl.col(path).replace_strict(index, return_dtype=pl.UInt32).alias("_conduit_file"),
+            )
+            .drop(path)
+        )
 
     def _blocks(self, url: str, names: list[str], after: int, batch_size: int) -> Iterator[pl.DataFrame]:
         from conduit.connectors.files import blocks
