@@ -123,11 +123,26 @@ class ResourceConfig(TableOptions):
     max_dlq_fraction: float | None = Field(default=None, ge=0, le=1)
 
 
+class EngineConfig(Strict):
+    """``engine:``: where the parts of a load are read, checked and staged (``conduit run --engine`` wins).
+
+    ``local`` runs them in this process. ``ray`` sends each part to a task on a Ray
+    cluster (``pip install 'conduit-load[ray]'``); this process keeps the store, the
+    checkpoints and the publish. Workers rebuild the connectors from ingest.yml's text
+    with its ``${VAR}`` unexpanded and expand them from their own environment.
+    """
+
+    type: Literal["local", "ray"] = "local"
+    address: str | None = Field(default=None, description="ray: the cluster (`host:port` of the head node, `ray://host:10001`, `auto`); default `RAY_ADDRESS`, else a local cluster for the run")
+    forward_env: bool = Field(default=True, description="ray: send the values of the `${VAR}`s ingest.yml uses to the workers' environment; false when the cluster sets them itself")
+
+
 class IngestConfig(Strict):
     """The whole ingest.yml."""
 
     version: Literal[1] = 1
     state_path: str = ".conduit/conduit.duckdb"
+    engine: EngineConfig = Field(default_factory=EngineConfig)
     sources: list[SourceConfig]
     destinations: list[DestinationConfig]
     resources: list[ResourceConfig]
