@@ -107,3 +107,12 @@ class StoreLocked(ConduitError):
 
 class LeaseHeld(ConduitError):
     """Another live run holds the lease of a resource in this store (``--wait`` waits for it)."""
+
+
+class WorkerLost(ConduitError):
+    """An engine's worker (a Ray task's process or node) died more often than the engine retries it.
+
+    Retryable: chunks commit with their ledger rows, so another attempt resumes from them.
+    """
+
+    retryable = True

@@ -133,6 +133,8 @@ def run(
     batch_size: int | None = None,
     reporter: Reporter | None = None,
     wait: bool = False,
+    engine: str | None = None,
+    address: str | None = None,
 ) -> RunResult:
     """Run the resources of an ingest.yml; return what happened (prints nothing itself).
 
@@ -153,6 +155,10 @@ def run(
     wait
         When another live run holds one of the resources (its lease), wait for it to
         end instead of raising :class:`~conduit.errors.LeaseHeld`.
+    engine
+        Where part jobs run: ``local`` or ``ray`` (default: ``engine:`` in the config).
+    address
+        The Ray cluster for the ``ray`` engine (default: ``engine.address``).
 
     Examples
     --------

@@ -9,6 +9,7 @@ Ray cluster of the user on the machine).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -81,10 +82,8 @@ class LocalRayCluster:
             cmdline = " ".join(proc.info["cmdline"] or [])
             if "ray" in cmdline and any(m in cmdline for m in marks):
                 found[proc.pid] = proc
-                try:
+                with contextlib.suppress(psutil.NoSuchProcess):
                     found.update({c.pid: c for c in proc.children(recursive=True)})
-                except psutil.NoSuchProcess:
-                    pass
         found.pop(os.getpid(), None)
         return list(found.values())
 
@@ -106,8 +105,6 @@ class LocalRayCluster:
 
         procs = self.processes()
         for proc in procs:
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 proc.kill()  # type: ignore[attr-defined]
-            except psutil.NoSuchProcess:
-                pass
         psutil.wait_procs(procs, timeout=20)  # type: ignore[arg-type]

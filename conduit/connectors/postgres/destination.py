@@ -48,7 +48,7 @@ class PostgresDestination(Destination):
     """``type: postgresql``: stage with binary COPY, publish in one transaction."""
 
     Options = PostgresOptions
-    capabilities = Capabilities(parallel_stage=2, max_identifier_bytes=63, text_nul=False)
+    capabilities = Capabilities(parallel_stage=2, max_identifier_bytes=63, text_nul=False, remote_stage=True)
 
     def __init__(self, name: str, options: PostgresOptions, project_dir: Path):
         super().__init__(name, options, project_dir)
@@ -252,7 +252,7 @@ class PostgresDestination(Destination):
     def _can_append_directly(self, load: Load) -> bool:
         from conduit.connectors.postgres.types import catalog_name, columns_for
 
-        if load.write_mode != "append" or load.changes or load.schema is None:
+        if load.write_mode != "append" or load.changes or load.schema is None or load.detached:  # a detached chunk commits on its own
             return False
         schema, name = split_table(load.table, self.options.db_schema)
         found = self._fetch(TARGET.format(ledger=self.ledger), [schema, name, load.load_id])
