@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from conduit.engines.part_job import JobRunner
+    from conduit.project import Project
 
 MISSING = "the ray engine needs Ray: pip install 'conduit-load[ray]'"
 MAX_RETRIES = 3
@@ -151,6 +152,7 @@ class RayEngine(LocalEngine):
 
         ray = self.ray
         job_runner = cast("JobRunner", runner)
+        job_runner.plan.load.detached = True  # chunks commit in workers: no shortcut that needs them in this process
         task = ray.remote(ray_worker.run_part_job).options(max_retries=MAX_RETRIES, retry_exceptions=False, num_cpus=1)
         shared = ray.put(ray_worker.RemotePlan.of(job_runner, self.config_path))
         running: dict[Any, PartJob] = {}
@@ -199,10 +201,12 @@ class RayEngine(LocalEngine):
             self._owned = False
 
 
-def make_engine(kind: str, address: str | None, config_path: Path, forward_env: bool, workers: int | None = None) -> Engine:
-    """The engine called ``kind`` (``local`` or ``ray``) for a run of ``config_path``."""
+def engine_for(project: Project, kind: str | None = None, address: str | None = None, workers: int | None = None) -> Engine:
+    """The engine of a run of ``project``: ``kind`` and ``address`` (the CLI's) win over ``engine:`` in ingest.yml."""
+    cfg = project.config.engine
+    kind = kind or cfg.type
     if kind == "ray":
-        return RayEngine(config_path, workers, address, worker_env(config_path, forward_env))
+        return RayEngine(project.path, workers, address or cfg.address, worker_env(project.path, cfg.forward_env))
     if kind == "local":
         return LocalEngine(workers)
     msg = f"unknown engine {kind!r}; known: local, ray"

@@ -243,7 +243,9 @@ class PostgresDestination(Destination):
         return 1 if self._appends_directly(load) else self.options.copy_streams
 
     def _appends_directly(self, load: Load) -> bool:
-        """Whether ``load`` COPYs straight into its target (decided once per load)."""
+        """Whether ``load`` COPYs straight into its target (decided once per load; never for a detached one)."""
+        if load.detached:  # its chunks commit on their own (Ray workers): the publish reads the stage
+            return False
         with self._lock:
             if load.load_id not in self._direct:
                 self._direct[load.load_id] = self._can_append_directly(load)
@@ -252,7 +254,7 @@ class PostgresDestination(Destination):
     def _can_append_directly(self, load: Load) -> bool:
         from conduit.connectors.postgres.types import catalog_name, columns_for
 
-        if load.write_mode != "append" or load.changes or load.schema is None or load.detached:  # a detached chunk commits on its own
+        if load.write_mode != "append" or load.changes or load.schema is None:
             return False
         schema, name = split_table(load.table, self.options.db_schema)
         found = self._fetch(TARGET.format(ledger=self.ledger), [schema, name, load.load_id])
