@@ -1,36 +1,38 @@
-"""The chunk loop of one load: every part's steps staged chunk by chunk, then one publish.
+"""The driver of one load: its parts cut into jobs, the jobs run by the engine, then one publish.
 
-:class:`ChunkStream` reads every part through :mod:`conduit.batches` and
-:mod:`conduit.transform`, cuts the step stream into chunks (the unit of checkpoint and
-resume), stages each chunk on the destination (on this thread, or on several workers
-through :class:`~conduit.workers.ParallelStager`), checkpoints it in the store and
-finally publishes once. Counts, dead letters and incremental marks are accounted per
-step. :class:`~conduit.resource_load.ResourceLoad` decides where it starts.
+:class:`ChunkStream` lists the source's parts, builds the load's transform from the
+first one, cuts the parts into :class:`~conduit.engines.base.PartJob` s (a part each,
+or a group of small whole files) and has the run's engine run them
+(:mod:`conduit.engines`; each job reads, coerces, checks and stages its chunks in
+:mod:`conduit.engines.part_job`). It folds every job's outcome into the resource's
+result, checkpoints the chunks it lists in the store and finally publishes once.
+:class:`~conduit.resource_load.ResourceLoad` decides where it starts.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+import polars as pl
+
 from conduit import crash_points
-from conduit.batches import is_direct, prefetch, stream_part
-from conduit.chunking import CHUNK_BATCHES, DLQ_CHUNK_ROWS, LATER_CHUNK_BATCHES, PARALLEL_CHUNK_BATCHES, batch_rows, chunks, decode_position, encode_position
-from conduit.connectors.base import Destination, Load, Part, Seekable, Source, StagedChunk, Task
+from conduit.chunking import GROUP_BYTES, GROUP_PART_BYTES, GROUP_PARTS, PART_CHUNKS, batch_rows, decode_position
+from conduit.connectors.base import Destination, Load, Part, Seekable, Source, Task
 from conduit.dead_letters import DeadLetters
-from conduit.errors import ConduitError, QualityCheckFailed, SourceError
+from conduit.engines.base import CHUNK_NUMBER_LIMIT, PartJob, PartOutcome, PartRef
+from conduit.engines.part_job import JobRunner, LoadPlan
+from conduit.errors import SourceError
 from conduit.incremental import State
 from conduit.quality import Checks
 from conduit.results import ResourceResult
-from conduit.transform import Step, Transform, make_transform
-from conduit.workers import ParallelStager
+from conduit.transform import make_transform
 
 if TYPE_CHECKING:
-    import pyarrow as pa
-
     from conduit.config import ResourceConfig
+    from conduit.engines.base import Engine
     from conduit.progress import Reporter
     from conduit.project import Project
     from conduit.store import Checkpointer, Store
@@ -49,6 +51,8 @@ class RunContext(Protocol):
 
     @property
     def checkpointer(self) -> Checkpointer: ...
+    @property
+    def engine(self) -> Engine: ...
     def source(self, name: str) -> Source: ...
     def destination(self, name: str) -> Destination: ...
 
@@ -66,80 +70,136 @@ class Target:
 
 @dataclass
 class Resume:
-    """Where the chunk loop starts: rows already staged per part, the next chunk's number, checks and dead letters so far."""
+    """Where the load starts: rows already staged per part, parts staged whole, the first free chunk number, checks and dead letters so far."""
 
     checks: Checks
     dlq: DeadLetters
     positions: dict[str, int]
     chunk_no: int
+    done: set[str] = field(default_factory=set)
 
 
 class ChunkStream:
-    """The chunk loop of one load: every part's steps staged chunk by chunk, then the publish."""
+    """The driver of one load: parts -> jobs -> the engine -> outcomes folded in -> the publish."""
 
     def __init__(self, ctx: RunContext, res: ResourceConfig, result: ResourceResult, target: Target, resume: Resume):
         self.ctx, self.res, self.result = ctx, res, result
         self.source, self.dest, self.task, self.load, self.state = target.source, target.dest, target.task, target.load, target.state
-        self.checks, self.dlq, self.positions, self.chunk_no = resume.checks, resume.dlq, resume.positions, resume.chunk_no
+        self.checks, self.dlq, self.positions, self.chunk_no, self.done = resume.checks, resume.dlq, resume.positions, resume.chunk_no, resume.done
+        self.names: list[str] = []
+        self.header_only = True  # every part is a CSV file with bytes (a header) but, so far, no rows
+
+    def parallelism(self) -> int:
+        """Jobs of this load at once: the resource's ``parallelism``, else the run's workers; 1 with a ``unique`` check."""
+        if any(c.check == "unique" for c in self.res.quality_checks):
+            return 1  # the seen keys live in the driver's memory
+        return getattr(self.res, "parallelism", None) or self.ctx.engine.workers
 
     def run(self) -> bool:
-        """Stage chunk after chunk, then publish; False when the source had no parts."""
-        ctx, res, result, dest, load, state, dlq = self.ctx, self.res, self.result, self.dest, self.load, self.state, self.dlq
-        transform: Transform | None = None
-        batch_size = 0
-        names: list[str] = []
-        header_only = True  # every part is a CSV file with bytes (a header) but, so far, no rows
-        stager: ParallelStager[StagedChunk] | None = None
-        try:
-            for part_index, part in enumerate(self.source.parts(self.task)):
-                result.bytes_read += part.bytes
-                names.append(part.name)
-                header_only = header_only and part.text_columns and part.bytes > 0
-                if transform is None:
-                    transform = make_transform(res, self.source, dest, part, load, self.checks.evaluator(), ctx.reporter.message)
-                    workers = max(1, dest.stage_streams(load))
-                    batch_size = batch_rows(ctx.batch_size, load, max(1, dest.capabilities.parallel_stage))  # split as for every stream, even where this load uses fewer
-                    if workers > 1:
-                        stager = ParallelStager(lambda cursor, reader: dest.stage(load, cursor, reader), transform.schema, workers)
-                transform.row_filter = state.row_filter(part.name)
-                skip = self.positions.get(part.name, 0)
-                if stager is None and _read_by_destination(part, transform, dest, state, skip):
-                    self._stage_file(part, StagedChunk(self.chunk_no, part.name, 0, 0))
-                    self.chunk_no += 1
-                    continue
-                steps = stream_part(part, part_index, transform, batch_size, skip)
-                if stager is None or not is_direct(part, transform):  # cheap untransformed batches go straight to the stager's queues
-                    steps = prefetch(steps)
-                first, later = (PARALLEL_CHUNK_BATCHES, PARALLEL_CHUNK_BATCHES) if stager else (CHUNK_BATCHES, LATER_CHUNK_BATCHES)
-                for chunk_steps in chunks(steps, first, later, full=lambda: dlq.pending_rows >= DLQ_CHUNK_ROWS):
-                    cursor = StagedChunk(self.chunk_no, part.name, skip, 0)
-                    if stager is not None:
-                        feed = stager.start(cursor)
-                        for step in chunk_steps:
-                            self._account(step, cursor)
-                            stager.put(feed, step.good)
-                        self._seal_dead_letters(cursor.chunk)  # before the chunk's reader ends, so before it commits
-                        stager.seal(feed)
-                        for done, rows in stager.finished():
-                            self._staged(done.cursor, rows)
-                    else:
-                        self._stage_one(chunk_steps, transform.schema, cursor)
-                    self.chunk_no += 1
-            for done, rows in stager.finished(wait=True) if stager else []:
-                self._staged(done.cursor, rows)
-        finally:
-            if stager is not None:
-                stager.shutdown()
-        if transform is None:
+        """Run the jobs, then publish; False when the source had no parts."""
+        ctx, res, result, dest, load, state = self.ctx, self.res, self.result, self.dest, self.load, self.state
+        parts = self.source.parts(self.task)
+        first = next(parts, None)
+        if first is None:
             return False
-        if result.rows_read == 0 and header_only and state.before is None:
-            msg = f"{res.name}: no data rows in {', '.join(names)} (header only)"
-            raise SourceError(msg)
-        return self._publish(transform)
+        transform = make_transform(res, self.source, dest, first, load, self.checks.evaluator(), ctx.reporter.message)
+        parallelism = self.parallelism()
+        streams = max(1, dest.stage_streams(load))
+        shared = parallelism == 1
 
-    def _publish(self, transform: Transform) -> bool:
-        load, result, state = self.load, self.result, self.state
+        def checks() -> Checks:
+            return self.checks if shared else Checks(res, ctx.project)
+
+        def dead_letters() -> DeadLetters:
+            return DeadLetters(ctx.store.dlq_dir, ctx.run_id, res.name)
+
+        plan = LoadPlan(
+            dest,
+            load,
+            transform,
+            state,
+            batch_rows(ctx.batch_size, load, max(1, dest.capabilities.parallel_stage)),  # split as for every stream, even where this load uses fewer
+            streams,
+            checks,
+            dead_letters,
+            lambda rows: ctx.reporter.advance(res.name, rows),
+        )
+        runner = JobRunner(plan)
+        outcomes = ctx.engine.map_parts(runner, self._jobs(runner, first, parts), parallelism)
+        try:
+            for outcome in outcomes:
+                self._fold(outcome)
+        except Exception as exc:
+            partial = getattr(exc, "conduit_outcome", None)
+            if isinstance(partial, PartOutcome):
+                self._fold(partial, limits=False)  # counts of the failed job, its committed chunks checkpointed
+            raise
+        finally:
+            close = getattr(outcomes, "close", None)
+            if close is not None:
+                close()
+        if result.rows_read == 0 and self.header_only and state.before is None:
+            msg = f"{res.name}: no data rows in {', '.join(self.names)} (header only)"
+            raise SourceError(msg)
         load.schema = transform.schema
+        return self._publish()
+
+    def _jobs(self, runner: JobRunner, first: Part, rest: Iterator[Part]) -> Iterator[PartJob]:
+        """Cut the parts into jobs: small whole files grouped, any other part alone; chunk numbers never reused."""
+        group: list[PartRef] = []
+        group_bytes = 0
+
+        def cut(refs: list[PartRef], chunks: int) -> PartJob:
+            base = self.chunk_no
+            if base + chunks > CHUNK_NUMBER_LIMIT:
+                msg = f"{self.res.name}: too many parts for one load ({index + 1:,}); split the resource"
+                raise SourceError(msg)
+            self.chunk_no += chunks
+            return PartJob(self.res.name, self.load.load_id, tuple(refs), base, base + chunks)
+
+        index = -1
+        for part in _chain(first, rest):
+            index += 1
+            self.result.bytes_read += part.bytes
+            self.names.append(part.name)
+            self.header_only = self.header_only and part.text_columns and part.bytes > 0
+            if part.name in self.done:
+                continue
+            skip = self.positions.get(part.name, 0)
+            released = runner.offer(part, self.state.row_filter(part.name))
+            if not skip and 0 < part.bytes <= GROUP_PART_BYTES:
+                group.append(PartRef(index, part.name))
+                group_bytes += part.bytes
+                if len(group) >= GROUP_PARTS or group_bytes >= GROUP_BYTES:
+                    yield cut(group, 1)
+                    group, group_bytes = [], 0
+                continue
+            yield cut([PartRef(index, part.name, skip)], PART_CHUNKS)
+            if not isinstance(part.frame, pl.LazyFrame | Seekable):
+                released.wait()  # a stream (a query's cursor) may end when the source lists its next part
+        if group:
+            yield cut(group, 1)
+
+    def _fold(self, outcome: PartOutcome, limits: bool = True) -> None:
+        """One job's outcome into the result, its chunks into the checkpoints; limits checked."""
+        ctx, res, result, state = self.ctx, self.res, self.result, self.state
+        result.rows_read += outcome.rows_read
+        result.rows_filtered += outcome.rows_filtered
+        result.rows_warned += outcome.rows_warned
+        result.rows_dlq += outcome.rows_dlq
+        for name, n in outcome.checks.items():
+            result.checks[name] = result.checks.get(name, 0) + n
+        state.restore(outcome.mark)
+        state.null_rows += outcome.null_rows
+        for chunk in outcome.chunks:
+            name, mark = decode_position(chunk.part)
+            ctx.checkpointer.add(ctx.run_id, res.name, chunk.chunk, chunk.rows, chunk.part if chunk.part.startswith('{"parts"') else name, chunk.rows_read_end, json.dumps(mark) if mark else None)
+            result.rows_written += chunk.rows
+        if limits:
+            self.checks.enforce_limits(result)
+
+    def _publish(self) -> bool:
+        load, result, state = self.load, self.result, self.state
         self.checks.enforce_limits(result, final=True)
         path = self.dlq.gather()
         result.dlq_path = str(path) if path else None
@@ -154,93 +214,7 @@ class ChunkStream:
             result.rows_written = published  # after last-row-wins deduplication
         return True
 
-    def _stage_file(self, part: Part, cursor: StagedChunk) -> None:
-        """Stage a whole file as one chunk, read by the destination; progress from its fraction done."""
-        assert part.local is not None
-        crash_points.point("read")
-        reporter, name = self.ctx.reporter, self.res.name
-        total, shown = part.frame.num_rows if isinstance(part.frame, Seekable) else None, 0
 
-        def progress(fraction: float) -> None:
-            nonlocal shown
-            rows = int(fraction * total) - shown if total else 0
-            if rows > 0:
-                reporter.advance(name, rows)
-                shown += rows
-
-        rows = self.dest.stage_file(self.load, cursor, part.local, progress)
-        self.result.rows_read += rows
-        reporter.advance(name, max(rows - shown, 0))
-        self._staged(cursor, rows)
-
-    def _stage_one(self, steps: Iterator[Step], schema: pa.Schema, cursor: StagedChunk) -> None:
-        """Stage one chunk on this thread; the reader's own error wins over the destination's wrapping."""
-        import pyarrow as pa
-
-        failed: list[ConduitError] = []
-
-        def batches() -> Iterator[pa.RecordBatch]:
-            try:
-                for step in steps:
-                    self._account(step, cursor)
-                    yield step.good
-                self._seal_dead_letters(cursor.chunk)
-            except ConduitError as exc:
-                failed.append(exc)
-                raise
-
-        try:
-            rows = self.dest.stage(self.load, cursor, pa.RecordBatchReader.from_batches(schema, batches()))
-        except BaseException as exc:
-            cause = failed[0] if failed else exc
-            if isinstance(cause, QualityCheckFailed):
-                self.dlq.flush_chunk(cursor.chunk)  # the rows dead-lettered before the failing batch
-            else:
-                self.dlq.discard(cursor.chunk)
-            if cause is exc:
-                raise
-            raise cause from None
-        self._staged(cursor, rows)
-
-    def _staged(self, cursor: StagedChunk, rows: int) -> None:
-        """Bookkeeping after the destination committed a chunk: checkpoint, counts, limits."""
-        crash_points.point("staged")
-        name, mark = decode_position(cursor.part)
-        self.ctx.checkpointer.add(self.ctx.run_id, self.res.name, cursor.chunk, rows, name, cursor.rows_read_end, json.dumps(mark) if mark else None)
-        self.result.rows_written += rows
-        self.checks.enforce_limits(self.result)
-
-    def _seal_dead_letters(self, chunk: int) -> None:
-        """Persist a chunk's dead letters and new ``unique`` keys; must happen before the chunk commits."""
-        self.dlq.save_keys(chunk, self.checks.chunk_keys())
-        self.dlq.flush_chunk(chunk)
-
-    def _account(self, step: Step, cursor: StagedChunk) -> None:
-        """Count one step, queue its bad rows, advance the chunk's source position and mark."""
-        crash_points.point("read")
-        result = self.result
-        self.checks.step_done()
-        part = decode_position(cursor.part)[0]
-        result.rows_read += step.rows_read
-        result.rows_filtered += step.filtered
-        cursor.rows_read_end = step.rows_read_end
-        for name, n in step.warned.items():
-            result.rows_warned += n
-            result.checks[f"warn {name}"] = result.checks.get(f"warn {name}", 0) + n
-        for bad in step.bad:
-            self.dlq.add(bad.rows, part, bad.rows.get_column("_conduit_row_number"), bad.check, bad.error)
-            result.rows_dlq += bad.rows.height
-            for name, n in bad.counts().items():
-                result.checks[name] = result.checks.get(name, 0) + n
-        self.state.observe(step.good)
-        cursor.part = encode_position(part, self.state.mark())
-        self.ctx.reporter.advance(result.name, step.rows_read)
-
-
-def _read_by_destination(part: Part, transform: Transform, dest: Destination, state: State, skip: int) -> bool:
-    """Whether the destination reads ``part``'s file itself: a whole local file whose rows pass untransformed.
-
-    Nothing may be staged from the part yet (the file is one chunk) and no incremental
-    column may be tracked (its high-water mark is taken from the batches).
-    """
-    return part.local is not None and not skip and state.column is None and is_direct(part, transform) and dest.reads(part.local, transform.schema)
+def _chain(first: Part, rest: Iterator[Part]) -> Iterator[Part]:
+    yield first
+    yield from rest

@@ -20,6 +20,10 @@ CHUNK_BATCHES = 16  # the first chunk (the unit of checkpoint and resume) of a p
 LATER_CHUNK_BATCHES = 64  # later chunks of the part, where no stage runs in parallel (see below)
 PARALLEL_CHUNK_BATCHES = 2  # smaller chunks when several stage at once (keeps memory bounded)
 DLQ_CHUNK_ROWS = 2_000_000  # a chunk ends early once it holds this many dead letters (they wait in memory until it commits)
+GROUP_PART_BYTES = 128 << 10  # a whole file up to this size may share its chunk with other small files...
+GROUP_BYTES = 16 << 20  # ...until the group holds this many bytes...
+GROUP_PARTS = 1000  # ...or this many files
+PART_CHUNKS = 1 << 16  # chunk numbers reserved for the job of one part (a group uses one)
 """A destination pays a fixed price per chunk (a DuckDB INSERT, a COPY, a file). A part's
 first chunk stays small, so a crash early in a load loses little; later ones are 4x
 larger, which keeps a crash's loss under ~8M rows; a chunk holding
@@ -47,11 +51,40 @@ def encode_position(part: str, mark: list[str | None] | None) -> str:
 
 
 def decode_position(text: str) -> tuple[str, list[str | None] | None]:
-    """The part name and incremental mark of a ledger ``part`` field (see :func:`encode_position`)."""
-    if text.startswith('{"part"'):
+    """The part name and incremental mark of a ledger ``part`` field (see :func:`encode_position`).
+
+    A group's field (:func:`encode_group`) gives its first part's name.
+    """
+    if text.startswith('{"part'):
         data = json.loads(text)
-        return data["part"], data.get("mark")
+        return data["parts"][0] if "parts" in data else data["part"], data.get("mark")
     return text, None
+
+
+def encode_group(parts: list[str], mark: list[str | None] | None) -> str:
+    """The ledger's ``part`` field of a chunk holding several whole parts (small files), plus the mark.
+
+    Examples
+    --------
+    >>> decode_parts(encode_group(["a.csv", "b.csv"], None))
+    (['a.csv', 'b.csv'], None, True)
+    """
+    return json.dumps({"parts": parts, "mark": mark})
+
+
+def decode_parts(text: str) -> tuple[list[str], list[str | None] | None, bool]:
+    """(part names, mark, whether the chunk holds those parts whole) of a ledger ``part`` field.
+
+    Examples
+    --------
+    >>> decode_parts("a.csv")
+    (['a.csv'], None, False)
+    """
+    if text.startswith('{"parts"'):
+        data = json.loads(text)
+        return list(data["parts"]), data.get("mark"), True
+    name, mark = decode_position(text)
+    return [name], mark, False
 
 
 def chunks(steps: Iterator[T], first: int, later: int, full: Callable[[], bool] = lambda: False) -> Iterator[Iterator[T]]:

@@ -43,11 +43,14 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--wait", is_flag=True, help="If another run is loading one of these resources, wait for it instead of exiting 1.")
 @click.option("--dry-run", is_flag=True, help="Validate and show the plan; load nothing.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Rows per batch through the pipeline.")
+@click.option("--workers", type=click.IntRange(min=1), help="Resources (and parts of one resource) loaded at once; default: the machine's cores.")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: on a terminal).")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Format of progress lines without a terminal.")
 @click.option("--engine", type=click.Choice(["local", "ray"]), help="Where part jobs run: this process (local) or a Ray cluster (ray); default: engine: in CONFIG, else local.")
 @click.option("--address", help="The Ray cluster for --engine ray (host:port, ray://host:10001, auto); default: engine.address, RAY_ADDRESS, else a local Ray.")
-def run(config: Path, resources: tuple[str, ...], resume: bool, full_refresh: bool, wait: bool, dry_run: bool, batch_size: int | None, progress: bool | None, log_format: str, engine: str | None, address: str | None) -> None:
+def run(
+    config: Path, resources: tuple[str, ...], resume: bool, full_refresh: bool, wait: bool, dry_run: bool, batch_size: int | None, progress: bool | None, log_format: str, workers: int | None, engine: str | None, address: str | None
+) -> None:
     """Load every resource of CONFIG (default ./ingest.yml)."""
     from conduit import runner
     from conduit.progress import LineReporter, Reporter, RichReporter
@@ -71,7 +74,7 @@ def run(config: Path, resources: tuple[str, ...], resume: bool, full_refresh: bo
         reporter = RichReporter()
     else:
         reporter = LineReporter(fmt=log_format)
-    result = runner.run(config, list(resources) or None, resume=resume, full_refresh=full_refresh, batch_size=batch_size, reporter=reporter, wait=wait, engine=engine, address=address)
+    result = runner.run(config, list(resources) or None, resume=resume, full_refresh=full_refresh, batch_size=batch_size, reporter=reporter, wait=wait, workers=workers, engine=engine, address=address)
     click.echo(f"run {result.run_id}: {result.status}" + (" (resumed)" if result.resumed else ""), err=True)
     sys.exit(result.exit_code)
 

@@ -121,6 +121,8 @@ class ResourceConfig(TableOptions):
     quality_checks: list[QualityCheck] = Field(default_factory=list)
     max_dlq_rows: int | None = Field(default=None, ge=0)
     max_dlq_fraction: float | None = Field(default=None, ge=0, le=1)
+    parallelism: int | None = Field(default=None, ge=1, le=256)
+    """Parts of this resource read and staged at once (default: the run's ``--workers``; 1 with a ``unique`` check)."""
 
 
 class EngineConfig(Strict):

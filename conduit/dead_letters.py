@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     import numpy as np
 
 META = ["_conduit_run_id", "_conduit_resource", "_conduit_source_file", "_conduit_row_number", "_conduit_check", "_conduit_error", "_conduit_loaded_at"]
@@ -113,14 +115,14 @@ class DeadLetters:
             path.parent.mkdir(parents=True, exist_ok=True)
             np.save(path, array)
 
-    def load_keys(self, staged_chunks: int) -> dict[int, list[np.ndarray]]:
-        """On resume: the saved keys of the staged chunks, per check (later chunks' files removed)."""
+    def load_keys(self, staged_chunks: Collection[int]) -> dict[int, list[np.ndarray]]:
+        """On resume: the saved keys of the staged chunks (their numbers), per check (other chunks' files removed)."""
         import numpy as np
 
         out: dict[int, list[np.ndarray]] = {}
         for path in sorted((self.dir / "_parts").glob(f"{self.resource}-[0-9]*.keys*.npy")):
             chunk, _, j = path.name.removesuffix(".npy").rsplit("-", 1)[1].partition(".keys")
-            if int(chunk) < staged_chunks:
+            if int(chunk) in staged_chunks:
                 out.setdefault(int(j), []).append(np.load(path))
             else:
                 path.unlink()
@@ -129,13 +131,13 @@ class DeadLetters:
     def _keys(self, chunk: int) -> list[Path]:
         return list((self.dir / "_parts").glob(f"{self.resource}-{chunk:05d}.keys*.npy"))
 
-    def resume(self, staged_chunks: int) -> int:
-        """On resume: keep part files of staged chunks (return their row count), drop the rest."""
+    def resume(self, staged_chunks: Collection[int] | None) -> int:
+        """On resume: keep part files of staged chunks (their numbers; None: all), return their row count, drop the rest."""
         import pyarrow.parquet as pq
 
         kept = 0
         for path in sorted((self.dir / "_parts").glob(f"{self.resource}-[0-9]*.parquet")):
-            if int(path.stem.rsplit("-", 1)[1]) < staged_chunks:
+            if staged_chunks is None or int(path.stem.rsplit("-", 1)[1]) in staged_chunks:
                 kept += pq.ParquetFile(path).metadata.num_rows
             else:
                 path.unlink()

@@ -21,7 +21,7 @@ from conduit import _secrets, retry
 from conduit import schema as sch
 from conduit._sql import split_table
 from conduit.chunk_stream import ChunkStream, Resume, RunContext, Target
-from conduit.chunking import decode_position
+from conduit.chunking import decode_parts
 from conduit.connectors.base import Destination, Load, Task
 from conduit.dead_letters import DeadLetters
 from conduit.errors import ConduitError, QualityCheckFailed, StagingLost
@@ -145,26 +145,32 @@ class ResourceLoad:
             dest.abort(load)
             staged = []  # chunks are numbered afresh
         positions: dict[str, int] = {}
+        done: set[str] = set()
         rows: list[CheckpointRow] = []
         for c in staged:
-            name, mark = decode_position(c.part)
-            positions[name] = c.rows_read_end
+            names, mark, whole = decode_parts(c.part)
+            if whole:  # a group of small files staged as one chunk
+                done.update(names)
+                result.rows_read += c.rows_read_end
+            else:
+                positions[names[0]] = max(positions.get(names[0], 0), c.rows_read_end)  # chunks of parts staged at once commit in any order
             state.restore(mark)
             result.rows_written += c.rows
-            rows.append((ctx.run_id, res.name, c.chunk, c.rows, name, c.rows_read_end, json.dumps(mark) if mark else None))
+            rows.append((ctx.run_id, res.name, c.chunk, c.rows, c.part if whole else names[0], c.rows_read_end, json.dumps(mark) if mark else None))
         if res.name in ctx.resumed_status:
             ctx.store.set_checkpoints(ctx.run_id, res.name, rows)
         result.rows_read += sum(positions.values())
-        chunk_no = len(staged)
+        committed = {c.chunk for c in staged}
+        chunk_no = max(committed, default=-1) + 1
         dlq = DeadLetters(ctx.store.dlq_dir, ctx.run_id, res.name)
-        result.rows_dlq += dlq.resume(chunk_no)
+        result.rows_dlq += dlq.resume(committed)
         checks = Checks(res, ctx.project)
-        checks.restore(dlq.load_keys(chunk_no))  # unique keys of the chunks already staged
+        checks.restore(dlq.load_keys(committed))  # unique keys of the chunks already staged
         if staged:
-            ctx.reporter.message(f"{res.name}: resuming after {chunk_no} staged chunk(s), {result.rows_written:,} rows already staged")
+            ctx.reporter.message(f"{res.name}: resuming after {len(staged)} staged chunk(s), {result.rows_written:,} rows already staged")
         elif ctx.resumed_status.get(res.name) in ("running", "interrupted") and lost is None:  # the crash's resource, with nothing that lasted
             ctx.reporter.message(f"{res.name}: nothing was durably staged before the interruption; loading from the start")
-        stream = ChunkStream(self.ctx, self.res, self.result, target, Resume(checks, dlq, positions, chunk_no))
+        stream = ChunkStream(self.ctx, self.res, self.result, target, Resume(checks, dlq, positions, chunk_no, done))
         try:
             published = stream.run()
         except QualityCheckFailed:
@@ -181,12 +187,16 @@ class ResourceLoad:
         ends: dict[str, int] = {}
         for _chunk, rows, part, end, mark in ctx.store.checkpoints(ctx.run_id, res.name):
             result.rows_written += rows
-            ends[part] = end
+            names, _, whole = decode_parts(part)
+            if whole:
+                result.rows_read += end
+            else:
+                ends[names[0]] = max(ends.get(names[0], 0), end)
             state.restore(json.loads(mark) if mark else None)
-            state.new_files.add(part)
-        result.rows_read = sum(ends.values())
+            state.new_files.update(names)
+        result.rows_read += sum(ends.values())
         dlq = DeadLetters(ctx.store.dlq_dir, ctx.run_id, res.name)
-        result.rows_dlq = dlq.resume(1 << 30)
+        result.rows_dlq = dlq.resume(None)
         path = dlq.gather()
         result.dlq_path = str(path) if path else None
         dlq.cleanup()

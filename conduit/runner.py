@@ -8,6 +8,7 @@ and hands each resource to a :class:`~conduit.resource_load.ResourceLoad`.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from conduit._version import __version__
 from conduit.config import ResourceConfig
 from conduit.connectors import registry
 from conduit.connectors.base import Destination, Load, Source
+from conduit.engines.base import Engine
+from conduit.engines.local import LocalEngine
 from conduit.errors import ConfigError, LeaseHeld, UsageError
 from conduit.leases import WAIT_POLL_S, Lease, live_holders
 from conduit.progress import Reporter
@@ -40,8 +43,11 @@ class Context:
     """The local store: one object per run, so its tables are checked once."""
     resumed_status: dict[str, str] = field(default_factory=dict)
     """The status of each resource in the interrupted run this run resumes (``running``: the crash's)."""
-    sources: dict[str, Source] = field(default_factory=dict)
-    destinations: dict[str, Destination] = field(default_factory=dict)
+    sources: dict[tuple[str, int], Source] = field(default_factory=dict)
+    destinations: dict[tuple[str, int], Destination] = field(default_factory=dict)
+    engine: Engine = field(default_factory=lambda: LocalEngine(1))
+    """Schedules the resources and the part jobs of each load (:mod:`conduit.engines`)."""
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @cached_property
     def checkpointer(self) -> Checkpointer:
@@ -49,22 +55,26 @@ class Context:
         return self.store.checkpointer()
 
     def source(self, name: str) -> Source:
-        """The source connector called ``name`` (created once per run)."""
-        if name not in self.sources:
-            cfg = self.project.source(name)
-            cls = registry.get(cfg.type).source
-            assert cls is not None
-            self.sources[name] = cls(name, cls.Options.model_validate(cfg.options), self.project.dir)
-        return self.sources[name]
+        """The source connector called ``name`` (created once per run and thread: resources run on threads)."""
+        key = (name, threading.get_ident())
+        with self._lock:
+            if key not in self.sources:
+                cfg = self.project.source(name)
+                cls = registry.get(cfg.type).source
+                assert cls is not None
+                self.sources[key] = cls(name, cls.Options.model_validate(cfg.options), self.project.dir)
+            return self.sources[key]
 
     def destination(self, name: str) -> Destination:
-        """The destination connector called ``name`` (created once per run)."""
-        if name not in self.destinations:
-            cfg = self.project.destination(name)
-            cls = registry.get(cfg.type).destination
-            assert cls is not None
-            self.destinations[name] = cls(name, cls.Options.model_validate(cfg.options), self.project.dir)
-        return self.destinations[name]
+        """The destination connector called ``name`` (created once per run and thread, so each has its own connections)."""
+        key = (name, threading.get_ident())
+        with self._lock:
+            if key not in self.destinations:
+                cfg = self.project.destination(name)
+                cls = registry.get(cfg.type).destination
+                assert cls is not None
+                self.destinations[key] = cls(name, cls.Options.model_validate(cfg.options), self.project.dir)
+            return self.destinations[key]
 
     def close(self) -> None:
         """Close every destination connection."""
@@ -133,6 +143,7 @@ def run(
     batch_size: int | None = None,
     reporter: Reporter | None = None,
     wait: bool = False,
+    workers: int | None = None,
     engine: str | None = None,
     address: str | None = None,
 ) -> RunResult:
@@ -155,6 +166,9 @@ def run(
     wait
         When another live run holds one of the resources (its lease), wait for it to
         end instead of raising :class:`~conduit.errors.LeaseHeld`.
+    workers
+        Resources (and parts of one resource) loaded at once; default: the machine's
+        cores. Results stay in config order.
     engine
         Where part jobs run: ``local`` or ``ray`` (default: ``engine:`` in the config).
     address
@@ -174,6 +188,7 @@ def run(
     >>> result.status, result.resources[0].rows_written
     ('success', 2)
     """
+    from conduit.engines.ray_engine import engine_for
     from conduit.resource_load import ResourceLoad
 
     _runtime.tune_process()
@@ -183,24 +198,28 @@ def run(
     plan(project, selected)
     reporter = reporter or Reporter()
     store = project.store
-    run_id, resumed, previous, lease = _start(project, [r.name for r in selected], resume, wait, reporter)
+    runs_on = engine_for(project, engine, address, workers)  # before the run starts: a missing extra or cluster is exit 2
+    try:
+        run_id, resumed, previous, lease = _start(project, [r.name for r in selected], resume, wait, reporter)
+    except BaseException:
+        runs_on.close()
+        raise
     try:
         done = store.resource_status(run_id) if resumed else {}
-        ctx = Context(project, run_id, reporter, batch_size, full_refresh, store, done)
+        ctx = Context(project, run_id, reporter, batch_size, full_refresh, store, done, engine=runs_on)
         if previous and not resumed:
             reporter.message(f"previous run {previous} was interrupted and its config changed: discarding its staged data and starting over")
             _discard(ctx, previous)
         results: list[ResourceResult] = []
         try:
-            for res in selected:
-                if done.get(res.name) in ("success", "partial_success"):
-                    continue
-                results.append(ResourceLoad(ctx, res).run())
+            pending = [res for res in selected if done.get(res.name) not in ("success", "partial_success")]
+            results = ctx.engine.map_resources(lambda res: ResourceLoad(ctx, res).run(), pending)
         except KeyboardInterrupt:
             _interrupted(ctx)
             raise
         finally:
             ctx.close()
+            ctx.engine.close()
             reporter.close()
         status = "failed" if any(r.status == "failed" for r in results) else "partial_success" if any(r.rows_dlq for r in results) else "success"
         errors = "; ".join(f"{r.name}: {r.error}" for r in results if r.error)

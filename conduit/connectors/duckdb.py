@@ -108,6 +108,21 @@ class DuckDBSource(Source):
             con.close()
 
 
+_WRITERS: dict[str, threading.RLock] = {}
+_WRITERS_LOCK = threading.Lock()
+
+
+def writer(path: Path) -> threading.RLock:
+    """The lock of one DuckDB file in this process: one writing transaction at a time.
+
+    Resources loaded at once into the same file each have a connection; DuckDB would
+    refuse concurrent transactions that touch the same catalog entries (the ledger).
+    """
+    key = str(path.resolve())
+    with _WRITERS_LOCK:
+        return _WRITERS.setdefault(key, threading.RLock())
+
+
 class DuckDBDestination(Destination):
     """``type: duckdb``: the embedded destination."""
 
@@ -124,9 +139,11 @@ class DuckDBDestination(Destination):
         """The connection, opened on first use and kept for the run."""
         if self._con is None:
             self.check()
-            self._con = _open(self.path, False, self.options)
-            for sql in _LEDGER.strip().split(";\n"):
-                self._con.execute(sql).fetchall()
+            with writer(self.path):
+                con = _open(self.path, False, self.options)
+                for sql in _LEDGER.strip().split(";\n"):
+                    con.execute(sql).fetchall()
+                self._con = con
         return self._con
 
     def check(self) -> None:
@@ -215,9 +232,14 @@ class DuckDBDestination(Destination):
 
     def _insert(self, load: Load, chunk: StagedChunk, select: str, params: list[object], whole: bool = False) -> int:
         """One transaction: the stage (created like ``_conduit_batches``) gets ``select``'s rows, the ledger the chunk."""
-        import duckdb
 
         con, stage = self.con, self._stage_table(load)
+        with writer(self.path):
+            return self._insert_locked(con, stage, load, chunk, select, params, whole)
+
+    def _insert_locked(self, con: duckdb.DuckDBPyConnection, stage: str, load: Load, chunk: StagedChunk, select: str, params: list[object], whole: bool) -> int:
+        import duckdb
+
         try:
             con.begin()
             schema, _ = split_table(load.table, self.options.db_schema)
@@ -285,9 +307,14 @@ class DuckDBDestination(Destination):
         return 0
 
     def _transaction(self, statements: list[str], load: Load | None = None, rows: int = 0) -> None:
-        import duckdb
 
         con = self.con
+        with writer(self.path):
+            self._transaction_locked(con, statements, load, rows)
+
+    def _transaction_locked(self, con: duckdb.DuckDBPyConnection, statements: list[str], load: Load | None, rows: int) -> None:
+        import duckdb
+
         try:
             con.begin()
             if load is not None:

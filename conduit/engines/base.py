@@ -40,7 +40,10 @@ Who owns what (the contract every engine keeps)
 * **unique checks** keep their seen keys in the driver's memory: a resource with a
   ``unique`` check runs its jobs one at a time (``parallelism`` 1), on the driver.
 * **Errors.** A job raises (a :class:`~conduit.errors.ConduitError` for bad input,
-  ``QualityCheckFailed`` for a ``fail`` check). :meth:`Engine.map_parts` re-raises
+  ``QualityCheckFailed`` for a ``fail`` check). The exception carries what the job did
+  before failing as an attribute ``conduit_outcome`` (a :class:`PartOutcome`: counts,
+  committed chunks), which the driver folds in when present (an engine that cannot
+  carry it back may drop it: the destination's ledger stays the truth for resume). :meth:`Engine.map_parts` re-raises
   the first error in the driver and stops handing out jobs; chunks already committed
   stay in the destination's staging (the load is then aborted or resumed by the
   driver, as today).
@@ -58,7 +61,8 @@ travel: a remote job reports its rows in its outcome.
 Stability
 ---------
 This contract was committed first so the Ray engine can plug into it; changes are
-noted here (none so far).
+noted here: (1) a failed job's exception carries ``conduit_outcome`` (optional for
+engines to propagate).
 """
 
 from __future__ import annotations

@@ -33,7 +33,6 @@ driver as the job's own exception, as with the local engine.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import re
@@ -158,9 +157,16 @@ class RayEngine(LocalEngine):
         running: dict[Any, PartJob] = {}
         error: BaseException | None = None
         try:
-            for job in itertools.islice(jobs, parallelism):
-                running[task.remote(shared, job)] = job
-            while running:
+            while True:
+                job = next(jobs, None) if error is None and len(running) < parallelism else None
+                if job is not None:
+                    if ray_worker.read_in_driver(job_runner, job):
+                        yield job_runner(job)  # a query's cursor is read where it was opened (the driver lists the next part after it)
+                    else:
+                        running[task.remote(shared, job)] = job
+                    continue
+                if not running:
+                    break
                 done, _ = ray.wait(list(running), num_returns=1)
                 for ref in done:
                     job = running.pop(ref)
@@ -169,11 +175,10 @@ class RayEngine(LocalEngine):
                     except Exception as exc:  # noqa: BLE001 - the job's own error, or a lost worker
                         error = error or self._unwrap(exc, job)
                         continue
+                    finally:
+                        ray_worker.release(job_runner, job)
                     if error is None:
                         yield ray_worker.land(job_runner, result)
-                if error is None:
-                    for job in itertools.islice(jobs, len(done)):
-                        running[task.remote(shared, job)] = job
             if error is not None:
                 raise error
         finally:

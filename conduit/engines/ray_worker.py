@@ -209,6 +209,26 @@ def run_part_job(plan: RemotePlan, job: PartJob) -> tuple[PartOutcome, Shipped]:
     return outcome, proxy.shipped if isinstance(proxy, ShipBack) else []
 
 
+def read_in_driver(runner: JobRunner, job: PartJob) -> bool:
+    """Whether ``job`` reads a stream (a query's cursor) that only the driver holds: it runs there."""
+    import polars as pl
+
+    from conduit.connectors.base import Seekable
+
+    with runner._lock:
+        offered = [runner._offered.get(ref.name) for ref in job.parts]
+    return any(o is not None and not isinstance(o.part.frame, pl.LazyFrame | Seekable) for o in offered)
+
+
+def release(runner: JobRunner, job: PartJob) -> None:
+    """Drop the driver's copies of the parts a worker read (as the runner does after a job it ran)."""
+    with runner._lock:
+        for ref in job.parts:
+            offered = runner._offered.pop(ref.name, None)
+            if offered is not None:
+                offered.released.set()
+
+
 def land(runner: JobRunner, result: tuple[PartOutcome, Shipped]) -> PartOutcome:
     """In the driver: stage the chunks a worker shipped back (in order), report its rows, hand over the outcome."""
     outcome, shipped = result

@@ -158,7 +158,7 @@ def test_ctrl_c_marks_the_run_interrupted_and_a_later_run_resumes_it(tmp_path: P
     cfg = tmp_path / "ingest.yml"
     cfg.write_text(DUCK_CONFIG)
     gate = tmp_path / "gate"
-    first = start(cfg, pause="staged:3", gate=gate)
+    first = start(cfg, "--workers", "1", pause="staged:3", gate=gate)  # parts one at a time: exactly 3 chunks staged
     try:
         held_at(first, gate)
         first.send_signal(signal.SIGINT)

@@ -178,4 +178,3 @@ def test_a_worker_killed_mid_job_is_retried_and_the_load_stays_exact(tmp_path: P
     assert dlq_count(cfg, result.run_id) == FILES * ROWS - good
     _, checkpoints = Store(conduit.load_project(cfg).state_path).query(f"SELECT sum(rows) FROM checkpoints WHERE run_id = '{result.run_id}'")
     assert checkpoints == [(good,)]
-
