@@ -35,14 +35,15 @@ def _ray_cli() -> str:
 class LocalRayCluster:
     """A head node and one more node process, one CPU each, on 127.0.0.1."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, env: dict[str, str] | None = None):
         self.root = root
+        self.env = env or {}  # the nodes' own environment, which workers inherit (credentials, as on KubeRay)
         self.port = _free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.client_port = _free_port()
 
     def _start(self, args: list[str], temp: Path) -> None:
-        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        env = {**os.environ, **self.env, "RAY_USAGE_STATS_ENABLED": "0"}
         for key in ("CONDUIT_FAULT", "CONDUIT_PAUSE", "RAY_ADDRESS"):
             env.pop(key, None)
         cmd = [_ray_cli(), "start", "--node-ip-address=127.0.0.1", "--num-cpus=1", f"--object-store-memory={OBJECT_STORE_BYTES}", f"--temp-dir={temp}", "--disable-usage-stats", *args]

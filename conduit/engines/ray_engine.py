@@ -10,12 +10,13 @@ one atomic publish per load, so the guarantees are those of a local run.
 What travels to a worker: the job and the load's plan
 (:class:`~conduit.engines.ray_worker.RemotePlan`: ingest.yml's path and text as written,
 the load, the target types, the incremental state, the batch size: no connector
-options, so no expanded secret). The
-worker rebuilds its connectors from ingest.yml with ``${VAR}`` expanded from *its own*
-environment; by default (``forward_env: true``) the driver puts the values of the
-variables ingest.yml uses into the job's Ray ``runtime_env`` (never into a pickle or a
-log line). ``forward_env: false`` leaves it to the cluster (KubeRay pod env from a
-Kubernetes secret).
+options, so no expanded secret). The worker rebuilds its connectors from ingest.yml
+with ``${VAR}`` expanded from *its own* environment: the cluster's (``ray start`` run
+with the variables set, a KubeRay pod's env from a Kubernetes secret; a local Ray
+started for the run inherits this process's). ``forward_env: true`` sends the values of
+the variables ingest.yml uses in the job's Ray ``runtime_env`` instead, which Ray's
+runtime-env agent writes into its log files: an opt-in for clusters whose logs are as
+private as the credentials.
 
 Where a chunk is staged depends on :attr:`Capabilities.remote_stage
 <conduit.connectors.base.Capabilities.remote_stage>`: a destination that any process

@@ -14,6 +14,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 from ray_cluster import LocalRayCluster
 
 import conduit
+from conduit import _secrets
 from conduit.store import Store
 
 pytestmark = pytest.mark.slow
@@ -35,9 +37,20 @@ BAD_EVERY = 100  # every 100th row has a negative amount: dead-lettered by a ran
 
 
 @pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[LocalRayCluster]:
+def worker_pg_uri(pg_uri: str) -> str:
+    """The test server's URI with a password (trust auth ignores it) to look for where it must not be."""
+    from conduit import _secrets
+
+    if _secrets.uri_password(pg_uri):
+        return pg_uri
+    user, _, rest = pg_uri.partition("://")[2].partition("@")
+    return f"postgresql://{user}:pw-ray-{uuid.uuid4().hex}@{rest}"
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(worker_pg_uri: str) -> Iterator[LocalRayCluster]:
     root = Path(tempfile.mkdtemp(prefix="cr"))  # short: Ray's socket paths live under it
-    cluster = LocalRayCluster(root).start()
+    cluster = LocalRayCluster(root, {"RAY_TEST_PG_URL": worker_pg_uri}).start()  # the nodes' own environment, as on KubeRay
     try:
         yield cluster
     finally:
@@ -100,9 +113,9 @@ def dlq_count(cfg: Path, run_id: str) -> int:
 
 
 @pytest.mark.postgres
-def test_parquet_set_into_postgresql_on_ray(tmp_path: Path, pg_uri: str, pg_schema: str, ray_cluster: LocalRayCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parquet_set_into_postgresql_on_ray(tmp_path: Path, pg_uri: str, pg_schema: str, worker_pg_uri: str, ray_cluster: LocalRayCluster, monkeypatch: pytest.MonkeyPatch) -> None:
     good = write_parquet_set(tmp_path / "data")
-    monkeypatch.setenv("RAY_TEST_PG_URL", pg_uri)  # workers get it through runtime_env, never in a pickle
+    monkeypatch.setenv("RAY_TEST_PG_URL", worker_pg_uri)  # the driver's; workers expand ${RAY_TEST_PG_URL} from their node's
     cfg = config(tmp_path, f"{{name: out, type: postgresql, connection_string: '${{RAY_TEST_PG_URL}}', db_schema: {pg_schema}}}", ray_cluster.address)
     result = conduit.run(cfg)
     res = result.resources[0]
@@ -112,6 +125,10 @@ def test_parquet_set_into_postgresql_on_ray(tmp_path: Path, pg_uri: str, pg_sche
     assert pg_rows(pg_uri, f'SELECT count(*) FROM "{pg_schema}".events WHERE amount < 0') == [(0,)]
     assert pg_rows(pg_uri, f"SELECT rows FROM \"{pg_schema}\"._conduit_loads WHERE load_id = '{result.run_id}_events'") == [(good,)]
     assert dlq_count(cfg, result.run_id) == FILES * ROWS - good
+    password = _secrets.uri_password(worker_pg_uri)
+    assert password
+    leaks = [str(f) for f in ray_cluster.root.rglob("*") if f.is_file() and password.encode() in f.read_bytes()]
+    assert leaks == [], "the password is in Ray's files (logs, spilled objects)"
 
 
 def test_parquet_set_into_duckdb_on_ray(tmp_path: Path, ray_cluster: LocalRayCluster) -> None:
@@ -130,10 +147,10 @@ def test_parquet_set_into_duckdb_on_ray(tmp_path: Path, ray_cluster: LocalRayClu
 
 
 @pytest.mark.postgres
-def test_a_worker_killed_mid_job_is_retried_and_the_load_stays_exact(tmp_path: Path, pg_uri: str, pg_schema: str, ray_cluster: LocalRayCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_worker_killed_mid_job_is_retried_and_the_load_stays_exact(tmp_path: Path, pg_uri: str, pg_schema: str, worker_pg_uri: str, ray_cluster: LocalRayCluster, monkeypatch: pytest.MonkeyPatch) -> None:
     good = write_parquet_set(tmp_path / "data")
     gate = tmp_path / "gate"
-    monkeypatch.setenv("RAY_TEST_PG_URL", pg_uri)
+    monkeypatch.setenv("RAY_TEST_PG_URL", worker_pg_uri)
     monkeypatch.setenv("CONDUIT_WORKER_PAUSE", f"read:5={gate}")  # workers only: a job holds after its 5th batch
     cfg = config(tmp_path, f"{{name: out, type: postgresql, connection_string: '${{RAY_TEST_PG_URL}}', db_schema: {pg_schema}}}", ray_cluster.address)
     killed: list[int] = []
@@ -178,3 +195,19 @@ def test_a_worker_killed_mid_job_is_retried_and_the_load_stays_exact(tmp_path: P
     assert dlq_count(cfg, result.run_id) == FILES * ROWS - good
     _, checkpoints = Store(conduit.load_project(cfg).state_path).query(f"SELECT sum(rows) FROM checkpoints WHERE run_id = '{result.run_id}'")
     assert checkpoints == [(good,)]
+
+
+def test_a_failing_check_in_a_worker_fails_the_resource_with_its_own_error(tmp_path: Path, ray_cluster: LocalRayCluster) -> None:
+    import duckdb
+
+    write_parquet_set(tmp_path / "data")
+    cfg = config(tmp_path, "{name: out, type: duckdb, path: out.duckdb}", ray_cluster.address)
+    cfg.write_text(cfg.read_text().replace("action: dlq", "action: fail"))
+    result = conduit.run(cfg)
+    res = result.resources[0]
+    assert (result.status, res.status) == ("failed", "failed")
+    assert res.error is not None
+    assert res.error.startswith("events: check range"), res.error  # the job's own QualityCheckFailed, not Ray's wrapping
+    assert res.error.endswith("(action fail); nothing published"), res.error
+    with duckdb.connect(str(tmp_path / "out.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'events'").fetchall() == [(0,)]
