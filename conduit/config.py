@@ -136,7 +136,7 @@ class EngineConfig(Strict):
 
     type: Literal["local", "ray"] = "local"
     address: str | None = Field(default=None, description="ray: the cluster (`host:port` of the head node, `ray://host:10001`, `auto`); default `RAY_ADDRESS`, else a local cluster for the run")
-    forward_env: bool = Field(default=False, description="ray: send the values of the `${VAR}`s ingest.yml uses to the workers in the job's `runtime_env` (Ray's runtime-env agent writes them to its log files); by default workers expand them from their own environment")
+    forward_env: bool = Field(default=False, description="ray: send the values of ingest.yml's `${VAR}`s in the job's `runtime_env` (Ray logs them); default: workers use their own environment")
 
 
 class IngestConfig(Strict):
