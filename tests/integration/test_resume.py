@@ -152,7 +152,7 @@ def test_resume_speaks_only_of_resources_the_crash_interrupted(tmp_path: Path) -
     two = CONFIG.format(db="w.duckdb", mode="append")
     two += two.splitlines()[-1].replace("name: events,", "name: later,") + "\n"
     cfg.write_text(two)
-    assert conduit(cfg, fault="staged:2").returncode == -signal.SIGKILL
+    assert conduit(cfg, "--workers", "1", fault="staged:2").returncode == -signal.SIGKILL  # resources one after another: "later" has not started
     resumed = conduit(cfg, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert "events: resuming after" in resumed.stderr
