@@ -28,6 +28,7 @@ from ray_cluster import LocalRayCluster
 
 import conduit
 from conduit import _secrets
+from conduit.cli import main
 from conduit.store import Store
 
 pytestmark = pytest.mark.slow
@@ -125,6 +126,13 @@ def test_parquet_set_into_postgresql_on_ray(tmp_path: Path, pg_uri: str, pg_sche
     assert pg_rows(pg_uri, f'SELECT count(*) FROM "{pg_schema}".events WHERE amount < 0') == [(0,)]
     assert pg_rows(pg_uri, f"SELECT rows FROM \"{pg_schema}\"._conduit_loads WHERE load_id = '{result.run_id}_events'") == [(good,)]
     assert dlq_count(cfg, result.run_id) == FILES * ROWS - good
+    # again through the CLI's flags (no engine: in the file), appending into the table the first run created,
+    # whose types match: a local run would COPY straight into it; Ray's workers must stage and commit on their own
+    cfg.write_text("\n".join(line for line in cfg.read_text().splitlines() if not line.startswith("engine:")))
+    with pytest.raises(SystemExit) as done:
+        main(["run", str(cfg), "--engine", "ray", "--address", ray_cluster.address, "--no-progress"])
+    assert done.value.code == 0
+    assert pg_rows(pg_uri, f'SELECT count(*), count(DISTINCT id) FROM "{pg_schema}".events') == [(2 * good, good)]
     password = _secrets.uri_password(worker_pg_uri)
     assert password
     leaks = [str(f) for f in ray_cluster.root.rglob("*") if f.is_file() and password.encode() in f.read_bytes()]

@@ -344,7 +344,7 @@ class PostgresDestination(Destination):
 
         if self.is_published(load):
             return 0
-        if self._direct.get(load.load_id):
+        if self._direct.get(load.load_id) and not load.detached:  # detached: workers staged, whatever was decided before
             return self._publish_direct(load)
         db_schema, name = self._stage_ref(load)
         stage = self._catalog(f"{db_schema}.{name}")
