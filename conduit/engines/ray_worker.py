@@ -155,7 +155,12 @@ class ShipBack(_Proxy):
         return rows
 
 
-def run_part_job(plan: RemotePlan, job: PartJob) -> tuple[PartOutcome, Shipped]:
+Letters = dict[str, bytes]
+"""A job's dead-letter part files (name -> Parquet bytes), written by the worker, copied by the driver where missing."""
+Result = tuple["PartOutcome", Shipped, Letters]
+
+
+def run_part_job(plan: RemotePlan, job: PartJob) -> Result:
     """The Ray task: rebuild the load's connectors from ingest.yml and this process's environment, run ``job``.
 
     Returns the outcome and, when the destination is staged by the driver (``plan.ship``),
@@ -206,7 +211,9 @@ def run_part_job(plan: RemotePlan, job: PartJob) -> tuple[PartOutcome, Shipped]:
         outcome = runner(job)
     finally:
         dest.close()
-    return outcome, proxy.shipped if isinstance(proxy, ShipBack) else []
+    letters = DeadLetters(Path(plan.dlq_dir), load.run_id, res.name)
+    files = [letters._part(c.chunk) for c in outcome.chunks]
+    return outcome, proxy.shipped if isinstance(proxy, ShipBack) else [], {f.name: f.read_bytes() for f in files if f.exists()}
 
 
 def read_in_driver(runner: JobRunner, job: PartJob) -> bool:
@@ -229,12 +236,24 @@ def release(runner: JobRunner, job: PartJob) -> None:
                 offered.released.set()
 
 
-def land(runner: JobRunner, result: tuple[PartOutcome, Shipped]) -> PartOutcome:
-    """In the driver: stage the chunks a worker shipped back (in order), report its rows, hand over the outcome."""
-    outcome, shipped = result
-    plan = runner.plan
+def land(runner: JobRunner, result: Result) -> PartOutcome:
+    """In the driver: the dead letters a worker wrote elsewhere, the chunks it shipped back (staged in order), its rows' progress.
+
+    Dead-letter files come first, as a chunk's dead letters are on disk before it commits.
+    On a shared filesystem (or one machine) they are there already and left as they are.
+    """
     import pyarrow as pa
 
+    outcome, shipped, letters = result
+    plan = runner.plan
+    folder = plan.dead_letters()._part(0).parent
+    for name, data in letters.items():
+        path = folder / name
+        if not path.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(data)
+            tmp.replace(path)
     for cursor, data in shipped:
         plan.dest.stage(plan.load, cursor, pa.ipc.open_stream(data))
     plan.advance(outcome.rows_read)

@@ -56,3 +56,24 @@ def test_help_does_not_import_ray() -> None:
     code = "import sys; from conduit.cli import cli; from click.testing import CliRunner; r = CliRunner().invoke(cli, ['run', '--help']); assert r.exit_code == 0, r.output; assert '--engine' in r.output; print('ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_driver_copies_dead_letters_a_worker_wrote_on_another_machine(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from conduit.dead_letters import DeadLetters
+    from conduit.engines.base import ChunkDone, PartJob, PartOutcome
+    from conduit.engines.ray_worker import land
+
+    letters = DeadLetters(tmp_path / "dlq", "run1", "events")
+    existing = letters._part(7)
+    existing.parent.mkdir(parents=True)
+    existing.write_bytes(b"already here (a shared filesystem)")
+    advanced: list[int] = []
+    runner = SimpleNamespace(plan=SimpleNamespace(dead_letters=lambda: letters, dest=None, load=None, advance=advanced.append))
+    outcome = PartOutcome(PartJob("events", "run1_events", (), 7, 9), [ChunkDone(7, "a", 10, 9), ChunkDone(8, "a", 20, 10)], rows_read=20)
+    shipped = {existing.name: b"the worker's copy", letters._part(8).name: b"only on the worker"}
+    assert land(runner, (outcome, [], shipped)) is outcome  # type: ignore[arg-type]
+    assert existing.read_bytes() == b"already here (a shared filesystem)"
+    assert letters._part(8).read_bytes() == b"only on the worker"
+    assert advanced == [20]
