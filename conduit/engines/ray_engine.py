@@ -182,8 +182,12 @@ class RayEngine(LocalEngine):
                         yield ray_worker.land(job_runner, result)
             if error is not None:
                 raise error
+        except KeyboardInterrupt:
+            for ref in running:  # stop the jobs as a crash would: the ledger keeps what committed, --resume goes on from it
+                ray.cancel(ref, force=True)
+            raise
         finally:
-            if running:  # the driver stopped early: let the running jobs end, start no more
+            if running:  # the driver stopped early: the running jobs end (or die) before it aborts or records anything
                 ray.wait(list(running), num_returns=len(running))
 
     def _unwrap(self, exc: Exception, job: PartJob) -> BaseException:
