@@ -123,6 +123,7 @@ class ChunkStream:
             checks,
             dead_letters,
             lambda rows: ctx.reporter.advance(res.name, rows),
+            getattr(self.source, "read_many", None),
         )
         runner = JobRunner(plan)
         outcomes = ctx.engine.map_parts(runner, self._jobs(runner, first, parts), parallelism)

@@ -113,10 +113,11 @@ _WRITERS_LOCK = threading.Lock()
 
 
 def writer(path: Path) -> threading.RLock:
-    """The lock of one DuckDB file in this process: one writing transaction at a time.
+    """The lock of one DuckDB file in this process: one catalog-writing transaction at a time.
 
-    Resources loaded at once into the same file each have a connection; DuckDB would
-    refuse concurrent transactions that touch the same catalog entries (the ledger).
+    Resources loaded at once into the same file each have a connection; DuckDB refuses
+    concurrent transactions that touch the same catalog entries (creating the ledger or
+    a stage, publishing). Appends to a stage that exists run at once.
     """
     key = str(path.resolve())
     with _WRITERS_LOCK:
@@ -133,6 +134,7 @@ class DuckDBDestination(Destination):
         super().__init__(name, options, project_dir)
         self.path = project_dir / os.path.expanduser(options.path)
         self._con: duckdb.DuckDBPyConnection | None = None
+        self._staging: dict[str, bool] = {}  # stage tables this connection created or appended to
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
@@ -234,8 +236,12 @@ class DuckDBDestination(Destination):
         """One transaction: the stage (created like ``_conduit_batches``) gets ``select``'s rows, the ledger the chunk."""
 
         con, stage = self.con, self._stage_table(load)
-        with writer(self.path):
-            return self._insert_locked(con, stage, load, chunk, select, params, whole)
+        if not self._staging.get(stage):  # the first chunk creates the stage: a catalog write, one at a time
+            with writer(self.path):
+                rows = self._insert_locked(con, stage, load, chunk, select, params, whole)
+            self._staging[stage] = True
+            return rows
+        return self._insert_locked(con, stage, load, chunk, select, params, whole)  # appends of different loads run at once
 
     def _insert_locked(self, con: duckdb.DuckDBPyConnection, stage: str, load: Load, chunk: StagedChunk, select: str, params: list[object], whole: bool) -> int:
         import duckdb

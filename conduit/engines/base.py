@@ -52,17 +52,22 @@ Picklability (for engines that run jobs in other processes)
 -----------------------------------------------------------
 :class:`PartJob` and :class:`PartOutcome` are plain picklable data. The runner
 handed to :meth:`Engine.map_parts` (:class:`PartRunner`, implemented by
-:class:`conduit.engines.part_job.JobRunner`) is picklable too: its pickled form keeps
-only the load's plan (project path, resource, run id, load, target schema, batch size,
-incremental filter), and an unpickled copy rebuilds its source, destination and
-transform on first call, in the process that runs it. Progress callbacks do not
+:class:`conduit.engines.part_job.JobRunner`) is, for now, an in-process object: it holds
+the live source parts the driver listed (:meth:`JobRunner.offer`), the destination
+connection and the load's transform. An engine that runs jobs in another process builds
+its own runner there from what the driver knows (project path, resource name, run id,
+``JobRunner.plan``: load, target schema, batch size), lists the source's parts by name
+and stages through its own destination connection; the contract for what the job does
+(chunks numbered from ``chunk_base``, each committed with its ledger row, dead letters
+written before the commit, an outcome returned) is the same. Progress callbacks do not
 travel: a remote job reports its rows in its outcome.
 
 Stability
 ---------
 This contract was committed first so the Ray engine can plug into it; changes are
 noted here: (1) a failed job's exception carries ``conduit_outcome`` (optional for
-engines to propagate).
+engines to propagate); (2) ``JobRunner`` is not picklable yet (see above; the first
+version of this docstring promised it).
 """
 
 from __future__ import annotations

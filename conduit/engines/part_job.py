@@ -24,7 +24,7 @@ from conduit import crash_points
 from conduit.batches import frames, is_direct, prefetch, stream_part
 from conduit.chunking import CHUNK_BATCHES, DLQ_CHUNK_ROWS, LATER_CHUNK_BATCHES, PARALLEL_CHUNK_BATCHES, chunks, encode_group, encode_position
 from conduit.connectors.base import ROW_NUMBER, Part, Seekable, StagedChunk
-from conduit.engines.base import ChunkDone, PartJob, PartOutcome, PartRef
+from conduit.engines.base import ChunkDone, PartJob, PartOutcome
 from conduit.errors import ConduitError, QualityCheckFailed, SourceError
 from conduit.transform import Step
 from conduit.workers import ParallelStager
@@ -67,6 +67,8 @@ class LoadPlan:
     dead_letters: Callable[[], DeadLetters]
     advance: Callable[[int], None]
     """Progress: rows read (called from the job's thread)."""
+    read_many: Callable[[list[str]], pl.DataFrame | None] | None = None
+    """The source's one-call read of several small files (``CsvSource.read_many``), if it has one."""
 
 
 class JobRunner:
@@ -174,6 +176,8 @@ class _Job:
 
     def group(self) -> None:
         """Several small whole parts as one chunk: read them all, transform them together where they agree, stage once."""
+        import polars as pl
+
         plan = self.plan
         cursor = self._chunk("", 0)
         offered = [(ref, self.runner._take(ref.name)) for ref in self.job.parts]
@@ -181,10 +185,15 @@ class _Job:
         self.outcome.parts_read.extend(names)
         steps: list[Step] = []
         together = plan.transform.checks is None and not plan.transform.add_seq and all(o.row_filter is None for _, o in offered)
-        frames_read = [(ref, o, _read_whole(o.part, plan.batch_size)) for ref, o in offered] if together else []
+        at_once = plan.read_many(names) if together and plan.read_many is not None else None
+        frames_read = [(ref, o, _read_whole(o.part, plan.batch_size)) for ref, o in offered] if together and at_once is None else []
         try:
-            if together and len({tuple(df.schema.items()) for _, _, df in frames_read if df is not None}) <= 1:
-                steps = self._together(frames_read)
+            if at_once is not None:
+                steps = self._together(at_once, names)
+            elif together and len({tuple(df.schema.items()) for _, _, df in frames_read if df is not None}) <= 1:
+                present = [(ref, df) for ref, _, df in frames_read if df is not None and df.height]
+                df = pl.concat([d.with_columns(pl.lit(i, pl.UInt32).alias(_FILE)) for i, (_, d) in enumerate(present)], rechunk=True) if present else None
+                steps = self._together(df, [ref.name for ref, _ in present]) if df is not None else []
             else:  # batch by batch, as a part alone: checks see rows in order, a fail check keeps the dead letters before it
                 for ref, o in offered:
                     for step in stream_part(o.part, ref.index, self._transform(o), plan.batch_size, 0):
@@ -197,16 +206,12 @@ class _Job:
         cursor.rows_read_end = self.outcome.rows_read
         self._stage_one(iter(steps), plan.transform.schema, cursor, None)
 
-    def _together(self, frames_read: list[tuple[PartRef, Offered, pl.DataFrame | None]]) -> list[Step]:
-        """The group's files as one frame (a file column tells them apart), transformed in one call."""
-        import polars as pl
-
-        present = [(ref, df) for ref, _, df in frames_read if df is not None and df.height]
-        if not present:
+    def _together(self, df: pl.DataFrame, names: list[str]) -> list[Step]:
+        """The group's rows as one frame (``_conduit_file`` indexes ``names``), transformed in one call."""
+        if not df.height:
             return []
-        df = pl.concat([d.with_columns(pl.lit(i, pl.UInt32).alias(_FILE)) for i, (_, d) in enumerate(present)], rechunk=True)
         transform = replace(self.plan.transform, checks=self.checks.evaluator(), drop=[*self.plan.transform.drop, _FILE])
-        good, bad, warned, filtered = transform(df, present[0][0].index)
+        good, bad, warned, filtered = transform(df, self.job.parts[0].index)
         step = Step(good, [], df.height, df.height, warned, filtered)
         cursor = StagedChunk(-1, "", 0, 0)
         self._account(step, cursor, "", grouped=True)
@@ -215,7 +220,7 @@ class _Job:
             for i in files.unique().to_list():
                 keep = files == i
                 rows = b.rows.filter(keep).drop(_FILE)
-                self.dlq.add(rows, present[i][0].name, rows.get_column(ROW_NUMBER), b.check.filter(keep) if not isinstance(b.check, str) else b.check, b.error.filter(keep))
+                self.dlq.add(rows, names[i], rows.get_column(ROW_NUMBER), b.check.filter(keep) if not isinstance(b.check, str) else b.check, b.error.filter(keep))
                 self.outcome.rows_dlq += rows.height
             for name, n in b.counts().items():
                 self.outcome.checks[name] = self.outcome.checks.get(name, 0) + n

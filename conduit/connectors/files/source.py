@@ -28,6 +28,7 @@ from typing import Any, ClassVar, Literal
 import polars as pl
 
 from conduit.connectors.base import (
+    RECHECK,
     ROW_NUMBER,
     Incremental,
     LocalFile,
@@ -204,6 +205,52 @@ class CsvSource(FileSource):
                 part.read = lambda after, size, url=part.name, n=names: self._blocks(url, n, after, size)
             part.fallback = self._fallback(part.name, names)
             yield part
+
+    def read_many(self, urls: list[str]) -> pl.DataFrame | None:
+        """Several whole small local files in one Polars read (the engine's groups of small files).
+
+        Text columns, rows numbered per file (``_conduit_row_number``) and the file's
+        position in ``urls`` (``_conduit_file``). None where the files cannot be read so
+        (another encoding, renamed headers, headers that differ, a row the tolerant path
+        must re-check, a read error): the engine then reads them one by one.
+        """
+        from conduit.connectors.files import csv_tolerant
+
+        o: CsvOptions = self.format_opts  # type: ignore[assignment]
+        if o.encoding.lower() not in _UTF8 or any(is_url(u) or u in self._raw_names for u in urls):
+            return None
+        path = "_conduit_path"
+        try:
+            df = pl.scan_csv(
+                urls,
+                separator=o.delimiter,
+                quote_char=o.quote,
+                has_header=o.header,
+                infer_schema=False,
+                empty_string_is_null=False,
+                comment_prefix=o.comment,
+                skip_rows=o.skip_rows,
+                glob=False,
+                raise_if_empty=False,
+                include_file_paths=path,
+            ).collect()
+        except (pl.exceptions.PolarsError, OSError):
+            return None
+        names = [c for c in df.columns if c != path]
+        if not names:
+            return None
+        df = csv_tolerant.finish(df, names, o.null_values)
+        if df.get_column(RECHECK).any():
+            return None
+        index = {u: i for i, u in enumerate(urls)}
+        return (
+            df.drop(RECHECK)
+            .with_columns(
+                (pl.int_range(pl.len(), dtype=pl.Int64).over(path) + 1).alias(ROW_NUMBER),
+                pl.col(path).replace_strict(index, return_dtype=pl.UInt32).alias("_conduit_file"),
+            )
+            .drop(path)
+        )
 
     def _blocks(self, url: str, names: list[str], after: int, batch_size: int) -> Iterator[pl.DataFrame]:
         from conduit.connectors.files import blocks
