@@ -196,6 +196,7 @@ def run_part_job(plan: RemotePlan, job: PartJob) -> Result:
                 checks=lambda: Checks(res, project),
                 dead_letters=lambda: DeadLetters(Path(plan.dlq_dir), load.run_id, res.name),
                 advance=lambda _rows: None,
+                read_many=getattr(source, "read_many", None),
             )
         )
         wanted = {ref.name for ref in job.parts}
