@@ -219,3 +219,30 @@ def test_a_failing_check_in_a_worker_fails_the_resource_with_its_own_error(tmp_p
     assert res.error.endswith("(action fail); nothing published"), res.error
     with duckdb.connect(str(tmp_path / "out.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'events'").fetchall() == [(0,)]
+
+
+def test_small_csv_files_grouped_into_one_job_keep_the_drivers_inferred_types(tmp_path: Path, ray_cluster: LocalRayCluster) -> None:
+    import duckdb
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for f in range(20):  # small files share a job; the worker casts with the types the driver inferred
+        rows = [f"{f * 100 + i},{i * 0.25},2024-01-{1 + i % 28:02d}" for i in range(100)]
+        if f == 3:
+            rows[10] = "310,not-a-number,2024-01-11"
+        (data / f"c-{f:02d}.csv").write_text("id,amount,day\n" + "\n".join(rows) + "\n")
+    cfg = tmp_path / "ingest.yml"
+    cfg.write_text(f"""
+engine: {{type: ray, address: "{ray_cluster.address}"}}
+sources: [{{name: lake, type: csv, path: data}}]
+destinations: [{{name: out, type: duckdb, path: out.duckdb}}]
+resources: [{{name: small, source: lake, destination: out, path: "*.csv", columns: {{amount: double}}}}]
+""")
+    result = conduit.run(cfg)
+    res = result.resources[0]
+    assert (result.status, res.error) == ("partial_success", None), res.error
+    assert (res.rows_read, res.rows_written, res.rows_dlq) == (2000, 1999, 1)
+    with duckdb.connect(str(tmp_path / "out.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*), count(DISTINCT id), typeof(any_value(day)), typeof(any_value(id)) FROM main.small").fetchall() == [(1999, 1999, "DATE", "BIGINT")]
+    _, rows = Store(conduit.load_project(cfg).state_path).query(f"SELECT _conduit_source_file, _conduit_row_number FROM dlq WHERE _conduit_run_id = '{result.run_id}'")
+    assert len(rows) == 1 and rows[0][0].endswith("c-03.csv") and rows[0][1] == 11, rows
