@@ -22,8 +22,11 @@ Where a chunk is staged depends on :attr:`Capabilities.remote_stage
 <conduit.connectors.base.Capabilities.remote_stage>`: a destination that any process
 may stage into (PostgreSQL: a chunk commits with its ledger row on the worker's own
 connection) is staged by the worker; any other (a DuckDB file, which one process holds)
-gets the worker's good batches shipped back as Arrow tables in the task's result, which
-the driver stages chunk by chunk, in order, before it checkpoints them.
+gets the worker's good batches shipped back (Arrow IPC) in the task's result, which the
+driver stages chunk by chunk, in order, before it checkpoints them. Dead letters the
+worker wrote come back too, for a driver on another machine. A job that reads a stream
+only the driver holds (a query's cursor), and every job of a resource with a ``unique``
+check (``parallelism`` 1), runs in the driver.
 
 A worker that dies (a killed process, a lost node) is retried by Ray (``max_retries``);
 the retry asks the destination's ledger which of its chunks committed and does not
