@@ -152,6 +152,7 @@ class CsvSource(FileSource):
         super().__init__(name, options, project_dir)
         self._transcoded: dict[str, str] = {}
         self._raw_names: dict[str, list[str]] = {}  # url -> Polars' header names, where they differ from the cleaned ones
+        self._headers: dict[bytes, tuple[list[str], list[str]]] = {}  # header line -> (Polars' names, cleaned names), for files alike
 
     def scan(self, url: str) -> pl.LazyFrame:
         """Every column as text; types come from :mod:`conduit.coerce`; short rows are marked.
@@ -164,6 +165,25 @@ class CsvSource(FileSource):
         o: CsvOptions = self.format_opts  # type: ignore[assignment]
         source = self._utf8(url)
         storage = self._storage if is_url(source) else None
+        first = self._header_line(source) if o.header and not o.skip_rows and not o.comment and not is_url(source) else None
+        known = self._headers.get(first) if first is not None else None
+        if known is not None:  # the same header line as an earlier file: its names, without reading the header twice more
+            raw, cleaned = known
+            if raw != cleaned:
+                self._raw_names[url] = raw
+            lf = pl.scan_csv(
+                source,
+                separator=o.delimiter,
+                quote_char=o.quote,
+                has_header=True,
+                schema=dict.fromkeys(cleaned, pl.String),
+                empty_string_is_null=False,
+                row_index_name=ROW_NUMBER,
+                row_index_offset=1,
+                glob=False,
+                raise_if_empty=False,
+            )
+            return csv_tolerant.finish(lf, cleaned, o.null_values)
         lf = pl.scan_csv(
             source,
             separator=o.delimiter,
@@ -183,10 +203,26 @@ class CsvSource(FileSource):
         if o.header and names:
             with open(source, "rb") if source != url else self.fs.open(url, "rb", compression="infer") as fh:
                 cleaned = headers.read(fh, o, names)
+            if len(cleaned) == len(names) and first is not None:
+                self._headers[first] = (names, cleaned)
             if len(cleaned) == len(names) and cleaned != names:
                 self._raw_names[url] = names
                 lf, names = lf.rename(dict(zip(names, cleaned, strict=True))), cleaned
         return csv_tolerant.finish(lf, names, o.null_values) if names else lf
+
+    def _header_line(self, path: str) -> bytes | None:
+        """The first line of a local file when it surely is the whole header record (no quote in it), else None."""
+        o: CsvOptions = self.format_opts  # type: ignore[assignment]
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(1 << 16)
+        except OSError:
+            return None
+        end = head.find(b"\n")
+        line = head[: end + 1] if end >= 0 else b""
+        if not line or (o.quote and o.quote.encode() in line):
+            return None
+        return line
 
     def _utf8(self, url: str) -> str:
         """``url``, or a temporary UTF-8 copy of it when the file has another encoding (made once)."""
