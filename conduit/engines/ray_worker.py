@@ -204,6 +204,8 @@ def run_part_job(plan: RemotePlan, job: PartJob) -> Result:
             if part.name in wanted:
                 runner.offer(part, state.row_filter(part.name))
                 wanted.discard(part.name)
+                if not wanted:
+                    break
         if wanted:
             msg = f"{res.name}: the Ray worker does not find {', '.join(sorted(wanted))} (is the source at the same path on every node?)"
             raise SourceError(msg)
