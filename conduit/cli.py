@@ -54,6 +54,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: on a terminal); without, plain lines (at most one per resource every 10 s).")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Log lines on stderr: text, or json (one JSON object per line, no bars).")
 @click.option("--log-file", type=click.Path(path_type=Path, dir_okay=False), help="Also append the log lines to this file.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), help="Where part jobs run: this process (local) or a Ray cluster (ray); default: engine: in CONFIG, else local.")
+@click.option("--address", help="The Ray cluster for --engine ray (host:port, ray://host:10001, auto); default: engine.address, RAY_ADDRESS, else a local Ray.")
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -70,6 +72,8 @@ def run(
     log_format: str,
     log_file: Path | None,
     workers: int | None,
+    engine: str | None,
+    address: str | None,
 ) -> None:
     """Load every resource of CONFIG (default ./ingest.yml)."""
     from conduit import logs, runner
@@ -83,7 +87,9 @@ def run(
     remove = logs.cli_handlers(log_format, log_file, ctx.obj["debug"], bars.console if bars else None)
     if remove is not None:  # invoked without main() (click's test runner): the handlers end with the command
         ctx.call_on_close(remove)
-    result = runner.run(config, list(resources) or None, resume=resume, full_refresh=full_refresh, batch_size=batch_size, reporter=bars, wait=wait, exclude=list(exclude) or None, target=target, workers=workers)
+    result = runner.run(
+        config, list(resources) or None, resume=resume, full_refresh=full_refresh, batch_size=batch_size, reporter=bars, wait=wait, exclude=list(exclude) or None, target=target, workers=workers, engine=engine, address=address
+    )
     sys.exit(result.exit_code)
 
 

@@ -134,11 +134,26 @@ class TargetConfig(Strict):
     state_path: str | None = Field(default=None, description="the target's store; default `<target>.duckdb` in the folder of the top-level `state_path`")
 
 
+class EngineConfig(Strict):
+    """``engine:``: where the parts of a load are read, checked and staged (``conduit run --engine`` wins).
+
+    ``local`` runs them in this process. ``ray`` sends each part to a task on a Ray
+    cluster (``pip install 'conduit-load[ray]'``); this process keeps the store, the
+    checkpoints and the publish. Workers rebuild the connectors from ingest.yml's text
+    with its ``${VAR}`` unexpanded and expand them from their own environment.
+    """
+
+    type: Literal["local", "ray"] = "local"
+    address: str | None = Field(default=None, description="ray: the cluster (`host:port` of the head node, `ray://host:10001`, `auto`); default `RAY_ADDRESS`, else a local cluster for the run")
+    forward_env: bool = Field(default=False, description="ray: send the values of ingest.yml's `${VAR}`s in the job's `runtime_env` (Ray logs them); default: workers use their own environment")
+
+
 class IngestConfig(Strict):
     """The whole ingest.yml."""
 
     version: Literal[1] = 1
     state_path: str = ".conduit/conduit.duckdb"
+    engine: EngineConfig = Field(default_factory=EngineConfig)
     sources: list[SourceConfig]
     destinations: list[DestinationConfig]
     resources: list[ResourceConfig]

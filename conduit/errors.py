@@ -148,3 +148,12 @@ def one_line(exc: BaseException) -> str:
     if isinstance(exc, ConduitError):
         return " ".join(lines)
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+class WorkerLost(ConduitError):
+    """An engine's worker (a Ray task's process or node) died more often than the engine retries it.
+
+    Retryable: chunks commit with their ledger rows, so another attempt resumes from them.
+    """
+
+    retryable = True

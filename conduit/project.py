@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -102,7 +103,11 @@ def load_project(path: str | Path, target: str | None = None) -> Project:
     if not path.is_file():
         msg = f"config file not found: {path}"
         raise ConfigError(msg)
-    text = path.read_text(encoding="utf-8")
+    return project_from_text(path, path.read_text(encoding="utf-8"), os.environ, target)
+
+
+def project_from_text(path: Path, text: str, environ: Mapping[str, str], target: str | None = None) -> Project:
+    """:func:`load_project` of ``text`` as if read from ``path``, ``${VAR}`` expanded from ``environ`` (a worker's own), under ``target``."""
     try:
         data, lines = _yaml.load(text)
     except yaml.YAMLError as exc:
@@ -114,7 +119,7 @@ def load_project(path: str | Path, target: str | None = None) -> Project:
     if not isinstance(data, dict):
         msg = f"{path.name}:1: the file must be a mapping with sources, destinations and resources"
         raise ConfigError(msg)
-    env = {**_env.read_dotenv(path.parent / ".env"), **os.environ}
+    env = {**_env.read_dotenv(path.parent / ".env"), **environ}
     data, target, all_targets = targets.choose(data, lines, path.name, env, target)
     data = _expand(data, env, (), lines, path.name)
     try:

@@ -139,6 +139,8 @@ def run(
     target: str | None = None,
     raise_on_error: bool = False,
     workers: int | None = None,
+    engine: str | None = None,
+    address: str | None = None,
 ) -> RunResult:
     """Run the resources of an ingest.yml; return what happened (prints nothing itself).
 
@@ -162,6 +164,10 @@ def run(
     workers
         Resources (and parts of one resource) loaded at once; default: the machine's
         cores. Results stay in config order.
+    engine
+        Where part jobs run: ``local`` or ``ray`` (default: ``engine:`` in the config).
+    address
+        The Ray cluster for the ``ray`` engine (default: ``engine.address``).
     exclude
         Selectors of resources not to run.
     target
@@ -186,6 +192,7 @@ def run(
     >>> result.status, result.resources[0].rows_written
     ('success', 2)
     """
+    from conduit.engines.ray_engine import engine_for
     from conduit.resource_load import ResourceLoad
 
     _runtime.tune_process()
@@ -197,10 +204,15 @@ def run(
     reporter = Reporters(reporter, log) if reporter else log  # bars first: a line printed above them shows them up to date
     store = project.store
     started = time.monotonic()
-    run_id, resumed, previous, lease = _start(project, [r.name for r in selected], resume, wait, reporter)
+    runs_on = engine_for(project, engine, address, workers)  # before the run starts: a missing extra or cluster is exit 2
+    try:
+        run_id, resumed, previous, lease = _start(project, [r.name for r in selected], resume, wait, reporter)
+    except BaseException:
+        runs_on.close()
+        raise
     try:
         done = store.resource_status(run_id) if resumed else {}
-        ctx = Context(project, run_id, reporter, batch_size, full_refresh, store, done, engine=LocalEngine(workers))
+        ctx = Context(project, run_id, reporter, batch_size, full_refresh, store, done, engine=runs_on)
         if previous and not resumed:
             reporter.message(f"previous run {previous} was interrupted and its config changed: discarding its staged data and starting over")
             _discard(ctx, previous)

@@ -65,6 +65,11 @@ class Capabilities:
     text_nul
         Whether a text column can hold the NUL character. When it cannot (PostgreSQL),
         the engine dead-letters rows with a NUL in any text column before staging.
+    remote_stage
+        Whether a part job in another process or machine (a Ray worker) may stage into
+        the destination itself: each chunk commits with its ledger row on the job's own
+        connection (PostgreSQL). When not (a DuckDB file, which one process holds), the
+        Ray engine ships the job's good batches back to the driver, which stages them.
     """
 
     write_modes: frozenset[str] = frozenset({"append", "replace", "merge"})
@@ -75,6 +80,7 @@ class Capabilities:
     max_identifier_bytes: int | None = None
     max_decimal_precision: int = 38
     text_nul: bool = True
+    remote_stage: bool = False
 
 
 @dataclass
@@ -170,6 +176,8 @@ class Load:
     json_columns: list[str] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
     """Schema changes (``schema_evolution: auto``) that ``publish`` applies in its transaction."""
+    detached: bool = False
+    """Chunks are staged by other processes than the publishing one (Ray workers): each must commit on its own, with its ledger row."""
 
     @property
     def write_mode(self) -> str:

@@ -48,7 +48,7 @@ class PostgresDestination(Destination):
     """``type: postgresql``: stage with binary COPY, publish in one transaction."""
 
     Options = PostgresOptions
-    capabilities = Capabilities(parallel_stage=2, max_identifier_bytes=63, text_nul=False, max_decimal_precision=1000)
+    capabilities = Capabilities(parallel_stage=2, max_identifier_bytes=63, text_nul=False, max_decimal_precision=1000, remote_stage=True)
 
     def __init__(self, name: str, options: PostgresOptions, project_dir: Path):
         super().__init__(name, options, project_dir)
@@ -259,7 +259,9 @@ class PostgresDestination(Destination):
         return 1 if self._appends_directly(load) else self.options.copy_streams
 
     def _appends_directly(self, load: Load) -> bool:
-        """Whether ``load`` COPYs straight into its target (decided once per load)."""
+        """Whether ``load`` COPYs straight into its target (decided once per load; never for a detached one)."""
+        if load.detached:  # its chunks commit on their own (Ray workers): the publish reads the stage
+            return False
         with self._lock:
             if load.load_id not in self._direct:
                 self._direct[load.load_id] = self._can_append_directly(load)
@@ -361,7 +363,7 @@ class PostgresDestination(Destination):
             return 0
         if load.schema is not None:  # a PostgreSQL source's column types, where this database has them
             load = replace(load, schema=keep_existing_types(load.schema, self._fetch))
-        if self._direct.get(load.load_id):
+        if self._direct.get(load.load_id) and not load.detached:  # detached: workers staged, whatever was decided before
             return self._publish_direct(load)
         db_schema, name = self._stage_ref(load)
         stage = self._catalog(f"{db_schema}.{name}")
