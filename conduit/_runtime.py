@@ -14,6 +14,10 @@ ENV_DEFAULTS = {
     "POLARS_CSV_CHUNK_PREFETCH_LIMIT": "2",
     "POLARS_CSV_CHUNK_SIZE": str(8 << 20),
     "POLARS_ROW_GROUP_PREFETCH_SIZE": "2",
+    # Polars' own jemalloc: one arena (not 4 per core, each keeping its freed pages) and
+    # freed pages returned within a second; about 40 MiB less resident on a CSV load.
+    # Read only when Polars is first imported.
+    "_RJEM_MALLOC_CONF": "narenas:1,dirty_decay_ms:1000,muzzy_decay_ms:0",
     # Nothing in Conduit does linear algebra: NumPy's OpenBLAS gets one thread, whose
     # idle pool would otherwise spin for a while after start-up on another core. It
     # takes effect only if NumPy is not imported yet.

@@ -108,7 +108,7 @@ class ChunkStream:
                     self.chunk_no += 1
                     continue
                 steps = stream_part(part, part_index, transform, batch_size, skip)
-                if stager is None or not is_direct(part, transform):  # cheap untransformed batches go straight to the stager's queues
+                if stager is None:  # a stager's queues already overlap reading with staging; a prefetch queue would hold more batches
                     steps = prefetch(steps)
                 first, later = (PARALLEL_CHUNK_BATCHES, PARALLEL_CHUNK_BATCHES) if stager else (CHUNK_BATCHES, LATER_CHUNK_BATCHES)
                 for chunk_steps in chunks(steps, first, later, full=lambda: dlq.pending_rows >= DLQ_CHUNK_ROWS):
