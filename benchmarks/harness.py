@@ -23,7 +23,7 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "benchmarks" / "data"
+DATA = Path(os.environ.get("CONDUIT_BENCH_DATA") or ROOT / "benchmarks" / "data")  # generated data (never committed)
 RESULTS = ROOT / "benchmarks" / "results"
 PG_URI = "postgresql://postgres@127.0.0.1:5432/test"
 POLL_S = 0.05  # tree sampling; each process's own high-water mark covers peaks between samples

@@ -19,6 +19,7 @@ T = TypeVar("T")
 CHUNK_BATCHES = 16  # the first chunk (the unit of checkpoint and resume) of a part: up to this many batches (~2M rows by default)
 LATER_CHUNK_BATCHES = 64  # later chunks of the part, where no stage runs in parallel (see below)
 PARALLEL_CHUNK_BATCHES = 2  # smaller chunks when several stage at once (keeps memory bounded)
+STREAM_BATCHES = 2  # batches a parallel staging stream holds at once (queued, encoding): the default batch is split by streams x this
 DLQ_CHUNK_ROWS = 2_000_000  # a chunk ends early once it holds this many dead letters (they wait in memory until it commits)
 GROUP_PART_BYTES = 128 << 10  # a whole file up to this size may share its chunk with other small files...
 GROUP_BYTES = 16 << 20  # ...until the group holds this many bytes...
@@ -33,16 +34,17 @@ larger, which keeps a crash's loss under ~8M rows; a chunk holding
 def batch_rows(asked: int | None, load: Load, workers: int) -> int:
     """Rows per batch: as ``asked`` (``--batch-size``), then the config, else the default split between the staging workers.
 
-    Each worker holds its own batches, so splitting the default keeps the rows in
-    flight (and peak memory) about the same however many streams stage. A load that
-    stages on fewer streams than its destination offers (a PostgreSQL append straight
-    into its table) keeps the split size, which bounds memory in the same time.
+    Each worker holds its own batches (one queued, one being encoded: see
+    :data:`STREAM_BATCHES`), so splitting the default keeps the rows in flight (and
+    peak memory) about the same however many streams stage. A load that stages on
+    fewer streams than its destination offers (a PostgreSQL append straight into its
+    table) keeps the split size, which bounds memory in the same time.
     """
     if asked:
         return asked
     if "batch_size" in load.options.model_fields_set:
         return load.options.batch_size
-    return max(1, load.options.batch_size // workers)
+    return max(1, load.options.batch_size // (workers if workers == 1 else workers * STREAM_BATCHES))
 
 
 def encode_position(part: str, mark: list[str | None] | None) -> str:

@@ -151,7 +151,7 @@ class _Job:
         stager: ParallelStager[StagedChunk] | None = None
         if plan.streams > 1:
             stager = ParallelStager(lambda cursor, reader: dest.stage(load, cursor, reader), transform.schema, plan.streams)
-        if stager is None or not is_direct(part, transform):
+        if stager is None:  # a stager's queues already overlap reading with staging; a prefetch queue would hold more batches
             steps = prefetch(steps)
         first, later = (PARALLEL_CHUNK_BATCHES, PARALLEL_CHUNK_BATCHES) if stager else (CHUNK_BATCHES, LATER_CHUNK_BATCHES)
         try:

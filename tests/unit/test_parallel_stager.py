@@ -82,7 +82,7 @@ def test_a_failed_chunk_raises_in_order_and_aborts_the_next() -> None:
     ("cli", "resource", "workers", "want"),
     [
         pytest.param(None, None, 1, 122_880, id="default-one-stream"),
-        pytest.param(None, None, 2, 61_440, id="default-split-between-streams"),
+        pytest.param(None, None, 2, 30_720, id="default-split-between-streams"),
         pytest.param(None, 5_000, 2, 5_000, id="configured-is-kept"),
         pytest.param(700, 5_000, 2, 700, id="command-line-wins"),
     ],

@@ -39,7 +39,7 @@ from conduit.connectors.files import limits
 if TYPE_CHECKING:
     from conduit.connectors.files.options import CsvOptions
 
-BLOCK = 4 << 20  # bytes per block: smaller holds less memory, larger parses a little faster
+BLOCK = 2 << 20  # bytes per block: smaller holds less memory (4 MiB held ~20 MiB more at peak), larger parses a little faster
 
 
 def csv(fh: BinaryIO, opts: CsvOptions, names: list[str], skip: int, batch_size: int, source: str = "<stream>") -> Iterator[pl.DataFrame]:

@@ -25,17 +25,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from conduit._sql import of_runs, qualified, quote, split_table
 from conduit.connectors.base import SEQ, Capabilities, Destination, Load, StagedChunk
-from conduit.connectors.postgres.connection import PostgresOptions, connect, connect_copy, describe, error, ping
+from conduit.connectors.postgres.connection import PostgresOptions, connect_copy, describe, error, ping
 from conduit.connectors.postgres.ledger import CATALOG, LEDGER, RECORD, TARGET, record_values, stage_name
 from conduit.errors import StagingLost
 from conduit.retry import call
 
 if TYPE_CHECKING:
-    import adbc_driver_manager.dbapi as adbc
     import psycopg
 
     CopyConnection = psycopg.Connection[tuple[Any, ...]]
-    Connection = adbc.Connection | CopyConnection
+    Connection = CopyConnection
     import pyarrow as pa
 
     from conduit.connectors.postgres.publish import Statements
@@ -53,7 +52,7 @@ class PostgresDestination(Destination):
     def __init__(self, name: str, options: PostgresOptions, project_dir: Path):
         super().__init__(name, options, project_dir)
         self.capabilities = replace(type(self).capabilities, parallel_stage=options.copy_streams)  # type: ignore[misc]
-        self._main: adbc.Connection | None = None
+        self._main: CopyConnection | None = None
         self._local = threading.local()
         self._all: list[Connection] = []
         self._lock = threading.RLock()
@@ -72,10 +71,10 @@ class PostgresDestination(Destination):
         return conn
 
     @property
-    def conn(self) -> adbc.Connection:
-        """The main connection (DDL, ledger, publish); the ledger tables exist once it is open."""
+    def conn(self) -> CopyConnection:
+        """The main connection (DDL, ledger, publish; ``$1`` placeholders); the ledger tables exist once it is open."""
         if self._main is None:
-            self._main = self._connect(connect)
+            self._main = self._connect(lambda options, who: connect_copy(options, who, raw=True))
             with self._main.cursor() as cur:
                 try:
                     cur.execute(f"CREATE SCHEMA IF NOT EXISTS {self.ledger}")
