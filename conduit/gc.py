@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 
+from conduit._text import plural
 from conduit.leases import live_holders
 from conduit.progress import Reporter
 from conduit.project import Project
@@ -36,7 +37,7 @@ def collect(project: Project, remove: bool) -> list[str]:
         ctx.close()
     for parts in sorted(store.dlq_dir.glob("*/_parts")):
         if parts.parent.name in finished:
-            found.append(f"dead letters: {len(list(parts.iterdir()))} part file(s) of run {parts.parent.name} in {parts}")
+            found.append(f"dead letters: {plural(len(list(parts.iterdir())), 'part file')} of run {parts.parent.name} in {parts}")
             if remove:
                 shutil.rmtree(parts)
     return found

@@ -21,6 +21,7 @@ from pydantic import Field
 
 from conduit import crash_points
 from conduit._sql import column_list, of_runs, qualified, quote, split_table, stage_name
+from conduit._text import plural
 from conduit.config import DEFAULT_BATCH_SIZE, Strict
 from conduit.connectors.base import SEQ, Capabilities, Connector, Destination, Load, LocalFile, Part, PlannedPart, Source, StagedChunk, Task
 from conduit.errors import DestinationError, SourceError
@@ -365,7 +366,7 @@ class DuckDBDestination(Destination):
         if remove and (tables or loads):
             drops = [f"DROP TABLE IF EXISTS {quote(s)}.{quote(t)}" for s, t in tables]
             self._transaction(drops + ["DELETE FROM main._conduit_chunks WHERE load_id = '" + lid.replace("'", "''") + "'" for lid, _ in loads])
-        return [f"staging table {s}.{t}" for s, t in tables] + [f"{n} ledger row(s) of load {lid}" for lid, n in loads]
+        return [f"staging table {s}.{t}" for s, t in tables] + [f"{plural(n, 'ledger row')} of load {lid}" for lid, n in loads]
 
 
 def _reads_alike(t: pa.DataType) -> bool:

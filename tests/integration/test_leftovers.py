@@ -112,7 +112,7 @@ def test_gc_removes_only_what_no_resumable_run_needs(tmp_path: Path, kind: str, 
     assert leftovers() == staged  # the superseding run dropped only what its own resources staged
     listed = gc(cfg, "--dry-run")
     assert any(line.startswith("would remove d: staging table ") and "_events" in line for line in listed), listed
-    assert any("ledger row(s) of load" in line for line in listed) and any("dead letters:" in line for line in listed)
+    assert any("ledger rows of load" in line or "ledger row of load" in line for line in listed) and any("dead letters:" in line for line in listed)
     assert listed[-1] == f"{plural(len(listed) - 1, 'leftover')} found"
     assert leftovers() == staged and all(p.exists() for p in parts)
     removed = gc(cfg)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from conduit._sql import of_runs, qualified, quote, split_table
+from conduit._text import plural
 from conduit.connectors.base import SEQ, Capabilities, Destination, Load, StagedChunk
 from conduit.connectors.postgres.connection import PostgresOptions, connect_copy, describe, error, ping
 from conduit.connectors.postgres.ledger import CATALOG, LEDGER, RECORD, TARGET, record_values, stage_name
@@ -290,7 +291,7 @@ class PostgresDestination(Destination):
         chunks = [StagedChunk(*r) for r in rows]
         if any(c.rows for c in chunks) and self._stage_lost(load):
             db_schema, name = self._stage_ref(load)
-            msg = f"the {len(chunks)} chunk(s) staged before the interruption are gone from {db_schema}.{name} (crash recovery empties UNLOGGED tables)"
+            msg = f"the {plural(len(chunks), 'chunk')} staged before the interruption are gone from {db_schema}.{name} (crash recovery empties UNLOGGED tables)"
             raise StagingLost(msg)
         return chunks
 
@@ -426,4 +427,4 @@ class PostgresDestination(Destination):
             statements: Statements = [(f"DROP TABLE IF EXISTS {quote(s)}.{quote(t)}", None) for s, t in tables]
             statements += [(f"DELETE FROM {self.ledger}._conduit_chunks WHERE load_id = $1", [lid]) for lid, _ in loads]
             self._run(statements, "conduit gc: dropping leftovers failed")
-        return [f"staging table {s}.{t}" for s, t in tables] + [f"{n} ledger row(s) of load {lid}" for lid, n in loads]
+        return [f"staging table {s}.{t}" for s, t in tables] + [f"{plural(n, 'ledger row')} of load {lid}" for lid, n in loads]
