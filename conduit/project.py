@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 from pydantic import ValidationError
@@ -39,6 +40,9 @@ from conduit.config import DestinationConfig, IngestConfig, Lines, ResolvedTable
 from conduit.connectors import registry
 from conduit.errors import ConfigError
 from conduit.store import Store
+
+if TYPE_CHECKING:
+    from conduit.connectors.base import Destination, Source
 
 
 @dataclass
@@ -79,6 +83,20 @@ class Project:
     def destination(self, name: str) -> DestinationConfig:
         """The destination called ``name``."""
         return next(d for d in self.config.destinations if d.name == name)
+
+    def new_source(self, name: str) -> Source:
+        """A new connector for the source called ``name`` (its owner owns its connections)."""
+        cfg = self.source(name)
+        cls = registry.get(cfg.type).source
+        assert cls is not None
+        return cls(name, cls.Options.model_validate(cfg.options), self.dir)
+
+    def new_destination(self, name: str) -> Destination:
+        """A new connector for the destination called ``name`` (its owner owns its connections)."""
+        cfg = self.destination(name)
+        cls = registry.get(cfg.type).destination
+        assert cls is not None
+        return cls(name, cls.Options.model_validate(cfg.options), self.dir)
 
     def table_options(self, resource: ResourceConfig) -> ResolvedTable:
         """Resource options win over destination defaults, which win over built-ins."""

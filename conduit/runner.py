@@ -61,10 +61,7 @@ class Context:
         key = (name, threading.get_ident())
         with self._lock:
             if key not in self.sources:
-                cfg = self.project.source(name)
-                cls = registry.get(cfg.type).source
-                assert cls is not None
-                self.sources[key] = cls(name, cls.Options.model_validate(cfg.options), self.project.dir)
+                self.sources[key] = self.project.new_source(name)
             return self.sources[key]
 
     def destination(self, name: str) -> Destination:
@@ -72,10 +69,7 @@ class Context:
         key = (name, threading.get_ident())
         with self._lock:
             if key not in self.destinations:
-                cfg = self.project.destination(name)
-                cls = registry.get(cfg.type).destination
-                assert cls is not None
-                self.destinations[key] = cls(name, cls.Options.model_validate(cfg.options), self.project.dir)
+                self.destinations[key] = self.project.new_destination(name)
             return self.destinations[key]
 
     def close(self) -> None:

@@ -168,7 +168,6 @@ def run_part_job(plan: RemotePlan, job: PartJob) -> Result:
     Returns the outcome and, when the destination is staged by the driver (``plan.ship``),
     the chunks to stage there.
     """
-    from conduit.connectors import registry
     from conduit.connectors.base import Task
     from conduit.dead_letters import DeadLetters
     from conduit.engines.part_job import JobRunner, LoadPlan
@@ -179,11 +178,7 @@ def run_part_job(plan: RemotePlan, job: PartJob) -> Result:
     text = plan.config_text if plan.config_text is not None else path.read_text(encoding="utf-8")
     project = project_from_text(path, text, os.environ, plan.target)
     res = next(r for r in project.config.resources if r.name == plan.load.resource)
-    src_cfg, dst_cfg = project.source(res.source), project.destination(res.destination)
-    src_cls, dst_cls = registry.get(src_cfg.type).source, registry.get(dst_cfg.type).destination
-    assert src_cls is not None and dst_cls is not None
-    source = src_cls(src_cfg.name, src_cls.Options.model_validate(src_cfg.options), project.dir)
-    dest = dst_cls(dst_cfg.name, dst_cls.Options.model_validate(dst_cfg.options), project.dir)
+    source, dest = project.new_source(res.source), project.new_destination(res.destination)
     proxy: ShipBack | LedgerAware = ShipBack(dest, job) if plan.ship else LedgerAware(dest, job)
     load, state = plan.load, plan.state
     try:

@@ -181,33 +181,14 @@ class CsvSource(FileSource):
             raw, cleaned = known
             if raw != cleaned:
                 self._raw_names[url] = raw
-            lf = pl.scan_csv(
-                source,
-                separator=o.delimiter,
-                quote_char=o.quote,
-                has_header=True,
-                schema=dict.fromkeys(cleaned, pl.String),
-                empty_string_is_null=False,
-                row_index_name=ROW_NUMBER,
-                row_index_offset=1,
-                glob=False,
-                raise_if_empty=False,
-            )
+            lf = pl.scan_csv(source, **_scan_options(o, header_known=True), schema=dict.fromkeys(cleaned, pl.String), row_index_name=ROW_NUMBER, row_index_offset=1)
             return csv_tolerant.finish(lf, cleaned, o.null_values)
         lf = pl.scan_csv(
             source,
-            separator=o.delimiter,
-            quote_char=o.quote,
-            has_header=o.header,
-            infer_schema=False,
-            empty_string_is_null=False,
-            comment_prefix=o.comment,
-            skip_rows=o.skip_rows,
+            **_scan_options(o),
             row_index_name=ROW_NUMBER,  # the tolerant path resumes from a row number
             row_index_offset=1,
-            glob=False,
             storage_options=storage,
-            raise_if_empty=False,
         )
         names = [c for c in lf.collect_schema() if c != ROW_NUMBER]
         if o.header and names:
@@ -267,19 +248,7 @@ class CsvSource(FileSource):
             return None
         path = "_conduit_path"
         try:
-            df = pl.scan_csv(
-                urls,
-                separator=o.delimiter,
-                quote_char=o.quote,
-                has_header=o.header,
-                infer_schema=False,
-                empty_string_is_null=False,
-                comment_prefix=o.comment,
-                skip_rows=o.skip_rows,
-                glob=False,
-                raise_if_empty=False,
-                include_file_paths=path,
-            ).collect()
+            df = pl.scan_csv(urls, **_scan_options(o), include_file_paths=path).collect()
         except (pl.exceptions.PolarsError, OSError):
             return None
         names = [c for c in df.columns if c != path]
@@ -446,3 +415,14 @@ def _transcode(fs: Any, url: str, encoding: str) -> str:
 
 
 FileFormat = Literal["csv", "ndjson", "json", "parquet"]
+
+
+def _scan_options(o: CsvOptions, header_known: bool = False) -> dict[str, Any]:
+    """``pl.scan_csv`` keywords every CSV scan shares: every value as text, nothing inferred, nothing NULLed.
+
+    ``header_known``: the names are given as a schema, the header line is skipped as read.
+    """
+    shared: dict[str, Any] = {"separator": o.delimiter, "quote_char": o.quote, "empty_string_is_null": False, "glob": False, "raise_if_empty": False}
+    if header_known:
+        return {**shared, "has_header": True}
+    return {**shared, "has_header": o.header, "infer_schema": False, "comment_prefix": o.comment, "skip_rows": o.skip_rows}
