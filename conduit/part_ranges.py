@@ -10,17 +10,22 @@ by an incremental load) still uses the file (:attr:`Part.file
 count from its first row.
 
 The driver (:mod:`conduit.chunk_stream`) cuts a file only when the destination would
-not read it whole itself (DuckDB's ``read_parquet``, already parallel); a Ray worker,
-which finds its parts by name, offers both the file and its ranges (:func:`candidates`).
+not read it whole itself (DuckDB's ``read_parquet``, already parallel); a Ray worker
+finds its parts by name and rebuilds a range from its name (:func:`find`).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from conduit.connectors.base import Part
 
+if TYPE_CHECKING:
+    from conduit.connectors.files.row_groups import RowGroups
+
+MARK = "#row_groups="
 RANGE_ROWS = int(os.environ.get("CONDUIT_RANGE_ROWS") or 1_000_000)
 """Rows of a row-group range, at least (``CONDUIT_RANGE_ROWS`` overrides it, for tests)."""
 
@@ -35,11 +40,23 @@ def split(part: Part) -> list[Part]:
     ranges = frame.ranges(RANGE_ROWS)
     if len(ranges) < 2:
         return [part]
-    total = max(1, sum(frame.rows))
-    return [replace(part, name=f"{part.name}#row_groups={r.first_group}-{r.first_group + len(r.rows) - 1}", frame=r, bytes=max(1, part.bytes * sum(r.rows) // total), local=None, file=part.name) for r in ranges]
+    return [_range(part, r) for r in ranges]
 
 
-def candidates(part: Part) -> list[Part]:
-    """The part and, when it cuts into ranges, each range: what a job may name."""
-    pieces = split(part)
-    return [part] if pieces == [part] else [part, *pieces]
+def find(listed: Part, names: set[str]) -> list[Part]:
+    """The parts of ``names`` that are ``listed`` or one of its ranges (rebuilt from the name: no re-cut, whatever ``RANGE_ROWS`` is here)."""
+    from conduit.connectors.files.row_groups import RowGroups
+
+    found = [listed] if listed.name in names else []
+    prefix = f"{listed.name}{MARK}"
+    for name in sorted(n for n in names if n.startswith(prefix)):
+        first, _, last = name[len(prefix) :].partition("-")
+        if isinstance(listed.frame, RowGroups) and first.isdigit() and last.isdigit() and int(first) <= int(last) < len(listed.frame.rows):
+            found.append(_range(listed, listed.frame.slice(int(first), int(last) + 1)))
+    return found
+
+
+def _range(part: Part, frame: RowGroups) -> Part:
+    total = max(1, sum(getattr(part.frame, "rows", [])))
+    last = frame.first_group + len(frame.rows) - 1
+    return replace(part, name=f"{part.name}{MARK}{frame.first_group}-{last}", frame=frame, bytes=max(1, part.bytes * sum(frame.rows) // total), local=None, file=part.name)

@@ -204,10 +204,9 @@ def run_part_job(plan: RemotePlan, job: PartJob) -> Result:
         )
         wanted = {ref.name for ref in job.parts}
         for listed in source.parts(Task(res, project.dir, state.filter)):
-            for part in part_ranges.candidates(listed):  # a job may name a row-group range of a listed file
-                if part.name in wanted:
-                    runner.offer(part, state.row_filter(part.file or part.name))
-                    wanted.discard(part.name)
+            for part in part_ranges.find(listed, wanted):  # the file, or row-group ranges of it
+                runner.offer(part, state.row_filter(part.file or part.name))
+                wanted.discard(part.name)
             if not wanted:
                 break
         if wanted:

@@ -65,13 +65,14 @@ class RowGroups(Seekable):
             if held >= rows and i + 1 < len(self.rows) and sum(self.rows[i + 1 :]) >= rows:
                 cuts.append(i + 1)
                 held = 0
-        out = []
-        for a, b in zip(cuts, [*cuts[1:], len(self.rows)], strict=True):
-            part = copy.copy(self)
-            part.first_group, part.rows = self.first_group + a, self.rows[a:b]
-            part.num_rows = sum(part.rows)
-            out.append(part)
-        return out
+        return [self.slice(a, b) for a, b in zip(cuts, [*cuts[1:], len(self.rows)], strict=True)]
+
+    def slice(self, first: int, end: int) -> RowGroups:
+        """Row groups ``first`` .. ``end - 1`` (of this stream) as a stream of their own."""
+        part = copy.copy(self)
+        part.first_group, part.rows = self.first_group + first, self.rows[first:end]
+        part.num_rows = sum(part.rows)
+        return part
 
     def _open(self) -> Any:
         """A local file through Arrow's own reader (no Python in the read path), else fsspec."""
