@@ -50,6 +50,7 @@ class Scenario:
     baseline: Callable[[Env], list[str]]
     verify: Callable[[Env], int]
     expected: Callable[[Env], int] | None = None  # rows the target must hold; default: all of lineitem
+    outside_rss: Callable[[], int] | None = None  # RSS now of processes the command uses outside its tree (a Ray cluster)
 
 
 @dataclass
@@ -150,8 +151,12 @@ def _peak(p: psutil.Process) -> int:
     return int(p.memory_info().rss)
 
 
-def measure(argv: list[str], cwd: Path, log: Path) -> Measurement:
-    """Run ``argv``; wall time and peak RSS of its whole process tree."""
+def measure(argv: list[str], cwd: Path, log: Path, outside_rss: Callable[[], int] | None = None) -> Measurement:
+    """Run ``argv``; wall time and peak RSS of its whole process tree.
+
+    With ``outside_rss`` (the summed RSS *now* of processes the command uses but did not
+    start, say a Ray cluster's), each sample adds it to the tree's peaks.
+    """
     peak = 0
     done = threading.Event()
     with log.open("wb") as out:
@@ -165,7 +170,7 @@ def measure(argv: list[str], cwd: Path, log: Path) -> Measurement:
         def poll() -> None:
             nonlocal peak
             while proc is not None and not done.is_set():
-                peak = max(peak, _tree_rss(proc))
+                peak = max(peak, _tree_rss(proc) + (outside_rss() if outside_rss else 0))
                 done.wait(POLL_S)
 
         thread = threading.Thread(target=poll, daemon=True)

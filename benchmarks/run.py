@@ -56,7 +56,7 @@ def run_scenario(scenario: Scenario, sf: float, data: Path, repeat: int, keep: b
             if rep % 2:
                 order.reverse()
             for kind, argv_of in order:
-                m = measure(argv_of(env), work, work / f"{kind}.log")
+                m = measure(argv_of(env), work, work / f"{kind}.log", scenario.outside_rss if kind == "command" else None)
                 getattr(result, kind).append(m)
                 label = scenario.baseline_name if kind == "baseline" else "conduit"
                 print(f"  sf{sf_name(sf)} {scenario.name} #{rep + 1} {label}: {m.wall_s:.2f}s, peak RSS {m.peak_rss / MIB:.0f} MiB", flush=True)

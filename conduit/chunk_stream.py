@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Protocol
 
 import polars as pl
 
-from conduit import crash_points
+from conduit import crash_points, part_ranges
 from conduit.chunking import GROUP_BYTES, GROUP_PART_BYTES, GROUP_PARTS, PART_CHUNKS, batch_rows, decode_position
 from conduit.connectors.base import Destination, Load, Part, Seekable, Source, Task
 from conduit.dead_letters import DeadLetters
 from conduit.engines.base import CHUNK_NUMBER_LIMIT, PartJob, PartOutcome, PartRef
-from conduit.engines.part_job import JobRunner, LoadPlan
+from conduit.engines.part_job import JobRunner, LoadPlan, read_by_destination
 from conduit.errors import SourceError
 from conduit.incremental import State
 from conduit.quality import Checks
@@ -159,27 +159,35 @@ class ChunkStream:
             return PartJob(self.res.name, self.load.load_id, tuple(refs), base, base + chunks)
 
         index = -1
-        for part in _chain(first, rest):
-            index += 1
-            self.result.bytes_read += part.bytes
-            self.names.append(part.name)
-            self.header_only = self.header_only and part.text_columns and part.bytes > 0
-            if part.name in self.done:
-                continue
-            skip = self.positions.get(part.name, 0)
-            released = runner.offer(part, self.state.row_filter(part.name))
-            if not skip and 0 < part.bytes <= GROUP_PART_BYTES:
-                group.append(PartRef(index, part.name))
-                group_bytes += part.bytes
-                if len(group) >= GROUP_PARTS or group_bytes >= GROUP_BYTES:
-                    yield cut(group, 1)
-                    group, group_bytes = [], 0
-                continue
-            yield cut([PartRef(index, part.name, skip)], PART_CHUNKS)
-            if not isinstance(part.frame, pl.LazyFrame | Seekable):
-                released.wait()  # a stream (a query's cursor) may end when the source lists its next part
+        for whole in _chain(first, rest):
+            self.result.bytes_read += whole.bytes
+            self.names.append(whole.name)
+            self.header_only = self.header_only and whole.text_columns and whole.bytes > 0
+            for part in self._pieces(runner, whole):
+                index += 1
+                if part.name in self.done:
+                    continue
+                skip = self.positions.get(part.name, 0)
+                released = runner.offer(part, self.state.row_filter(part.file or part.name))  # per-file state under the file's name
+                if not skip and 0 < part.bytes <= GROUP_PART_BYTES:
+                    group.append(PartRef(index, part.name))
+                    group_bytes += part.bytes
+                    if len(group) >= GROUP_PARTS or group_bytes >= GROUP_BYTES:
+                        yield cut(group, 1)
+                        group, group_bytes = [], 0
+                    continue
+                yield cut([PartRef(index, part.name, skip)], PART_CHUNKS)
+                if not isinstance(part.frame, pl.LazyFrame | Seekable):
+                    released.wait()  # a stream (a query's cursor) may end when the source lists its next part
         if group:
             yield cut(group, 1)
+
+    def _pieces(self, runner: JobRunner, part: Part) -> list[Part]:
+        """``part`` itself, or its row-group ranges (:mod:`conduit.part_ranges`) unless the destination reads the whole file itself."""
+        plan = runner.plan
+        if part.name in self.positions or (plan.streams <= 1 and read_by_destination(part, plan.transform, plan.dest, self.state, 0)):
+            return [part]  # read whole, or resumed as it was cut before
+        return part_ranges.split(part)
 
     def _fold(self, outcome: PartOutcome, limits: bool = True) -> None:
         """One job's outcome into the result, its chunks into the checkpoints; limits checked."""

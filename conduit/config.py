@@ -125,6 +125,7 @@ class ResourceConfig(TableOptions):
     max_dlq_fraction: float | None = Field(default=None, ge=0, le=1)
     parallelism: int | None = Field(default=None, ge=1, le=256)
     """Parts of this resource read and staged at once (default: the run's ``--workers``; 1 with a ``unique`` check)."""
+    partition_column: str | None = Field(default=None, description="PostgreSQL sources: an integer column; the query is read as 8 key ranges (`col >= a AND col < b`), parts loaded at once")
 
 
 class TargetConfig(Strict):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from conduit import _runtime
+from conduit import _runtime, schedule
 from conduit._version import __version__
 from conduit.config import ResourceConfig
 from conduit.connectors import registry
@@ -213,7 +213,9 @@ def run(
         results: list[ResourceResult] = []
         try:
             pending = [res for res in selected if done.get(res.name) not in ("success", "partial_success")]
-            results = ctx.engine.map_resources(lambda res: ResourceLoad(ctx, res).run(), pending)
+            started_first = schedule.largest_first(pending, ctx.engine.workers, ctx.source, project.dir)  # when they do not all fit at once
+            loaded = {r.name: r for r in ctx.engine.map_resources(lambda res: ResourceLoad(ctx, res).run(), started_first)}
+            results = [loaded[res.name] for res in pending]
         except KeyboardInterrupt:
             _interrupted(ctx)
             raise

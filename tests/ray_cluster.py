@@ -35,8 +35,9 @@ def _ray_cli() -> str:
 class LocalRayCluster:
     """A head node and one more node process, one CPU each, on 127.0.0.1."""
 
-    def __init__(self, root: Path, env: dict[str, str] | None = None):
+    def __init__(self, root: Path, env: dict[str, str] | None = None, object_store_bytes: int = OBJECT_STORE_BYTES):
         self.root = root
+        self.object_store_bytes = object_store_bytes
         self.env = env or {}  # the nodes' own environment, which workers inherit (credentials, as on KubeRay)
         self.port = _free_port()
         self.address = f"127.0.0.1:{self.port}"
@@ -46,7 +47,7 @@ class LocalRayCluster:
         env = {**os.environ, **self.env, "RAY_USAGE_STATS_ENABLED": "0"}
         for key in ("CONDUIT_FAULT", "CONDUIT_PAUSE", "RAY_ADDRESS"):
             env.pop(key, None)
-        cmd = [_ray_cli(), "start", "--node-ip-address=127.0.0.1", "--num-cpus=1", f"--object-store-memory={OBJECT_STORE_BYTES}", f"--temp-dir={temp}", "--disable-usage-stats", *args]
+        cmd = [_ray_cli(), "start", "--node-ip-address=127.0.0.1", "--num-cpus=1", f"--object-store-memory={self.object_store_bytes}", f"--temp-dir={temp}", "--disable-usage-stats", *args]
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180, check=False)
         if done.returncode != 0:
             self.stop()

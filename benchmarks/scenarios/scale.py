@@ -10,13 +10,17 @@ the baseline, by the sequential engine of before issue 18 (the source tree of
 * ``scale_tpch3_w<N>``: TPC-H ``customer``, ``orders`` and ``lineitem`` (CSV, generated
   by ``tpchgen-cli``) as three resources of one run into DuckDB; the baseline loads
   them one after another.
+* ``scale_tpch3_vs_3runs_w<N>``: the same one run against this checkout's three
+  ``conduit run -r <table> --workers <N>`` one after another (issue 18: "in one run
+  faster than the three runs in sequence", same code on both sides).
 
-The Ray engine adds its own ``_ray`` variants in its module.
+The Ray engine's ``_ray`` variants are in :mod:`benchmarks.scenarios.scale_ray`.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -105,6 +109,12 @@ def _tpch_rows(env: Env) -> int:
     return total
 
 
+def three_runs_argv(config: Path, workers: int) -> list[str]:
+    """This checkout's ``conduit run -r <table>`` for each table, one after another, in one shell."""
+    runs = [shlex.join(conduit_argv(config, "-r", t, "--workers", str(workers))) for t in TABLES]
+    return ["sh", "-c", " && ".join(runs)]
+
+
 def _scenarios(workers: int) -> list[Scenario]:
     return [
         Scenario(
@@ -122,6 +132,15 @@ def _scenarios(workers: int) -> list[Scenario]:
             prepare=_tpch_config,
             command=lambda env: conduit_argv(env.work / "ingest.yml", "--workers", str(workers)),
             baseline=lambda env: baseline_argv(env.work / "ingest.yml"),
+            verify=lambda env: _count(env, TABLES),
+            expected=_tpch_rows,
+        ),
+        Scenario(
+            name=f"scale_tpch3_vs_3runs_w{workers}",
+            baseline_name=f"3 runs in sequence, --workers {workers}",
+            prepare=_tpch_config,
+            command=lambda env: conduit_argv(env.work / "ingest.yml", "--workers", str(workers)),
+            baseline=lambda env: three_runs_argv(env.work / "ingest.yml", workers),
             verify=lambda env: _count(env, TABLES),
             expected=_tpch_rows,
         ),

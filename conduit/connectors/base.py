@@ -152,6 +152,8 @@ class Part:
     reading after a read error: the same batches, malformed rows marked rather than raised.
     ``local``, for a whole local file, lets a destination that reads its format itself
     (:meth:`Destination.reads`) stage it without the batches passing through Python.
+    ``file``, for a part that is a piece of a file (a Parquet row-group range), names
+    that file for per-file bookkeeping (files seen by incremental loads); else None.
     """
 
     name: str
@@ -161,6 +163,7 @@ class Part:
     read: Callable[[int, int], Iterator[pl.DataFrame]] | None = None
     fallback: Callable[[int, int], Iterator[pl.DataFrame]] | None = None
     local: LocalFile | None = None
+    file: str | None = None
 
 
 @dataclass

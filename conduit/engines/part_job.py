@@ -144,7 +144,7 @@ class _Job:
         part, plan, dest, load = offered.part, self.plan, self.plan.dest, self.plan.load
         transform = self._transform(offered)
         self.outcome.parts_read.append(part.name)
-        if plan.streams <= 1 and _read_by_destination(part, transform, dest, self.state, ref.skip):
+        if plan.streams <= 1 and read_by_destination(part, transform, dest, self.state, ref.skip):
             self._stage_file(part, self._chunk(part.name, 0))
             return
         steps = stream_part(part, ref.index, transform, plan.batch_size, ref.skip)
@@ -329,7 +329,7 @@ def _read_whole(part: Part, batch_size: int) -> pl.DataFrame | None:
     return got[0] if len(got) == 1 else pl.concat(got, how="diagonal_relaxed")
 
 
-def _read_by_destination(part: Part, transform: Transform, dest: Destination, state: State, skip: int) -> bool:
+def read_by_destination(part: Part, transform: Transform, dest: Destination, state: State, skip: int) -> bool:
     """Whether the destination reads ``part``'s file itself: a whole local file whose rows pass untransformed.
 
     Nothing may be staged from the part yet (the file is one chunk) and no incremental

@@ -168,6 +168,7 @@ def run_part_job(plan: RemotePlan, job: PartJob) -> Result:
     Returns the outcome and, when the destination is staged by the driver (``plan.ship``),
     the chunks to stage there.
     """
+    from conduit import part_ranges
     from conduit.connectors.base import Task
     from conduit.dead_letters import DeadLetters
     from conduit.engines.part_job import JobRunner, LoadPlan
@@ -197,12 +198,12 @@ def run_part_job(plan: RemotePlan, job: PartJob) -> Result:
             )
         )
         wanted = {ref.name for ref in job.parts}
-        for part in source.parts(Task(res, project.dir, state.filter)):
-            if part.name in wanted:
-                runner.offer(part, state.row_filter(part.name))
+        for listed in source.parts(Task(res, project.dir, state.filter)):
+            for part in part_ranges.find(listed, wanted):  # the file, or row-group ranges of it
+                runner.offer(part, state.row_filter(part.file or part.name))
                 wanted.discard(part.name)
-                if not wanted:
-                    break
+            if not wanted:
+                break
         if wanted:
             msg = f"{res.name}: the Ray worker does not find {', '.join(sorted(wanted))} (is the source at the same path on every node?)"
             raise SourceError(msg)

@@ -246,3 +246,32 @@ resources: [{{name: small, source: lake, destination: out, path: "*.csv", column
         assert con.execute("SELECT count(*), count(DISTINCT id), typeof(any_value(day)), typeof(any_value(id)) FROM main.small").fetchall() == [(1999, 1999, "DATE", "BIGINT")]
     _, rows = Store(conduit.load_project(cfg).state_path).query(f"SELECT _conduit_source_file, _conduit_row_number FROM dlq WHERE _conduit_run_id = '{result.run_id}'")
     assert len(rows) == 1 and rows[0][0].endswith("c-03.csv") and rows[0][1] == 11, rows
+
+
+def test_parquet_row_group_ranges_load_as_ray_jobs(tmp_path: Path, ray_cluster: LocalRayCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One Parquet file cut into row-group ranges (the driver's cut); workers rebuild each range from its name."""
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from conduit import part_ranges
+    from conduit.chunking import decode_parts
+
+    monkeypatch.setattr(part_ranges, "RANGE_ROWS", 3_000)  # the driver's only: the workers keep the default
+    (tmp_path / "data").mkdir()
+    pq.write_table(pa.table({"id": pa.array(range(12_000), pa.int64()), "amount": pa.array([i % 7 for i in range(12_000)], pa.int32())}), tmp_path / "data" / "big.parquet", row_group_size=1_000)
+    cfg = tmp_path / "ingest.yml"
+    cfg.write_text(f"""
+engine: {{type: ray, address: "{ray_cluster.address}"}}
+sources: [{{name: lake, type: parquet, path: data}}]
+destinations: [{{name: out, type: duckdb, path: out.duckdb}}]
+resources: [{{name: events, source: lake, destination: out, path: "*.parquet", columns: {{amount: bigint}}}}]
+""")
+    result = conduit.run(cfg)
+    assert (result.status, result.resources[0].error) == ("success", None), result.resources[0].error
+    with duckdb.connect(str(tmp_path / "out.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*), count(DISTINCT id), sum(id) FROM main.events").fetchall() == [(12_000, 12_000, sum(range(12_000)))]
+    with duckdb.connect(str(tmp_path / ".conduit" / "conduit.duckdb"), read_only=True) as con:
+        fields = [r[0] for r in con.execute("SELECT part FROM checkpoints").fetchall()]
+    parts = sorted(name.rsplit("#", 1)[-1] for field in fields for name in decode_parts(field)[0])  # small ranges share a chunk
+    assert parts == ["row_groups=0-2", "row_groups=3-5", "row_groups=6-8", "row_groups=9-11"]

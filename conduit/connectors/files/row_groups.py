@@ -18,6 +18,7 @@ Examples
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from typing import Any
 
@@ -42,6 +43,36 @@ class RowGroups(Seekable):
             self.metadata = file.metadata
             self.rows = [file.metadata.row_group(i).num_rows for i in range(file.num_row_groups)]
         self.num_rows = sum(self.rows)
+        self.first_group = 0  # a range (:meth:`ranges`) reads row groups first_group .. first_group + len(rows) - 1
+
+    def ranges(self, rows: int) -> list[RowGroups]:
+        """The file cut into runs of consecutive row groups of at least ``rows`` rows each (the last may hold fewer).
+
+        Depends only on the file's footer, so a resume cuts it the same way. One range
+        (the whole file) when it holds fewer than ``2 * rows`` rows or one row group.
+
+        Examples
+        --------
+        >>> import pyarrow as pa, pyarrow.parquet as pq, fsspec, tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "t.parquet")
+        >>> pq.write_table(pa.table({"a": list(range(10))}), path, row_group_size=2)
+        >>> [(r.first_group, r.num_rows) for r in RowGroups(fsspec.filesystem("file"), path).ranges(4)]
+        [(0, 4), (2, 6)]
+        """
+        cuts, held = [0], 0
+        for i, n in enumerate(self.rows):
+            held += n
+            if held >= rows and i + 1 < len(self.rows) and sum(self.rows[i + 1 :]) >= rows:
+                cuts.append(i + 1)
+                held = 0
+        return [self.slice(a, b) for a, b in zip(cuts, [*cuts[1:], len(self.rows)], strict=True)]
+
+    def slice(self, first: int, end: int) -> RowGroups:
+        """Row groups ``first`` .. ``end - 1`` (of this stream) as a stream of their own."""
+        part = copy.copy(self)
+        part.first_group, part.rows = self.first_group + first, self.rows[first:end]
+        part.num_rows = sum(part.rows)
+        return part
 
     def _open(self) -> Any:
         """A local file through Arrow's own reader (no Python in the read path), else fsspec."""
@@ -58,7 +89,7 @@ class RowGroups(Seekable):
     def _read(self, first: int, batch_size: int, metadata: pq.FileMetaData | None = None) -> Iterator[pa.RecordBatch]:
         with self._open() as fh:
             file = pq.ParquetFile(fh) if metadata is None else pq.ParquetFile(fh, metadata=metadata, binary_type=pa.large_binary())
-            for group in range(first, len(self.rows)):
+            for group in range(self.first_group + first, self.first_group + len(self.rows)):
                 for batch in file.iter_batches(batch_size=batch_size, row_groups=[group]):
                     yield batch.cast(pa.schema([f.with_type(pa.float32()) if pa.types.is_float16(f.type) else f for f in batch.schema])) if self._half else batch
 

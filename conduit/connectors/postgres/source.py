@@ -9,6 +9,7 @@ records its source column's type (:mod:`conduit.connectors.postgres.source_types
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from conduit._sql import qualified, quote, split_table
 from conduit.connectors.base import Capabilities, Part, PlannedPart, Source, Task
@@ -79,9 +80,13 @@ class PostgresSource(Source):
             raise
         except Exception as exc:  # noqa: BLE001 - the server's message, one line
             raise SourceError(str(error(exc, f"{task.resource.name}: query failed"))) from None
-        conn = call(lambda: connect(self.options, who))
         sql, params = self.query(task)
         sql = source_types.rewrite(sql, columns)
+        name = f"postgresql:{task.resource.table or task.resource.name}" if not task.resource.query else "postgresql:query"
+        if task.resource.partition_column:
+            yield from self._key_ranges(task, name, sql, params, columns)
+            return
+        conn = call(lambda: connect(self.options, who))
         cur = conn.cursor()
         cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(32 << 20)})
         try:
@@ -99,7 +104,26 @@ class PostgresSource(Source):
             raise SourceError(msg) from None
         reader = pa.RecordBatchReader.from_batches(schema, (readable(b, schema) for b in raw))
         try:
-            yield Part(name=f"postgresql:{task.resource.table or task.resource.name}" if not task.resource.query else "postgresql:query", frame=reader)
+            yield Part(name=name, frame=reader)
         finally:
             cur.close()
             conn.close()
+
+    def _key_ranges(self, task: Task, name: str, sql: str, params: list[object], columns: list[Any]) -> Iterator[Part]:
+        """``partition_column``: one part per key range, each connecting when read (:mod:`conduit.connectors.postgres.key_ranges`)."""
+        from conduit.connectors.postgres import key_ranges, source_types
+        from conduit.connectors.postgres.types import readable_schema
+
+        who, column = f"source {self.name}", str(task.resource.partition_column)
+        if column not in {c.name for c in columns}:
+            msg = f"{task.resource.name}: partition_column {column} is not a column of the query"
+            raise SourceError(msg)
+        inner = enclosable(sql)
+        try:
+            schema = readable_schema(source_types.with_pg_types(key_ranges.schema_of(self.options, who, inner, params), columns))
+        except ConduitError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the server's message, one line
+            raise SourceError(str(error(exc, f"{task.resource.name}: query failed"))) from None
+        for part, range_sql in key_ranges.key_ranges(self.options, who, name, inner, params, column):
+            yield Part(name=part, frame=key_ranges.KeyRange(self.options, who, range_sql, params, schema))
