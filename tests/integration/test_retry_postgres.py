@@ -101,3 +101,22 @@ def test_constraint_violation_is_not_retried(tmp_path: Path, pg_uri: str, pg_sch
     assert not [line for line in notes.lines if "retrying" in line]
     with psycopg.connect(pg_uri) as conn:
         assert conn.execute(f'SELECT count(*), min(name) FROM "{pg_schema}".events').fetchone() == (1, "already here")
+
+
+def test_a_statement_on_a_connection_whose_backend_died_is_retryable(pg_uri: str) -> None:
+    """psycopg says 'the connection is closed' (no SQLSTATE) once its backend is gone: a lost connection, retried."""
+    from conduit.connectors.postgres.connection import error
+
+    conn = psycopg.connect(pg_uri, autocommit=True)
+    pid = conn.info.backend_pid
+    with psycopg.connect(pg_uri, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+    failures = []
+    for _ in range(2):  # the first statement meets the terminated backend, the next a closed connection
+        try:
+            conn.execute("SELECT 1")
+        except psycopg.Error as exc:
+            failures.append(error(exc, "staging"))
+    conn.close()
+    assert failures and all(f.retryable for f in failures), [str(f) for f in failures]
+    assert any("the connection is closed" in str(f) for f in failures), [str(f) for f in failures]

@@ -119,7 +119,8 @@ def clean_message(text: str) -> str:
 
 
 _RETRYABLE = ("08000", "08001", "08003", "08004", "08006", "57P01", "57P02", "57P03", "53300")
-_DROPPED = ("server closed the connection", "connection refused", "timeout expired", "no connection to the server", "terminating connection")
+_DROPPED = ("server closed the connection", "connection refused", "timeout expired", "no connection to the server", "terminating connection", "the connection is closed", "the connection is lost", "connection is bad")
+"""Messages of a lost connection without an SQLSTATE (libpq; psycopg on a connection whose backend went away)."""
 
 
 def error(exc: Exception, what: str) -> DestinationError:
