@@ -187,7 +187,10 @@ class ChunkStream:
         plan = runner.plan
         if part.name in self.positions or (plan.streams <= 1 and read_by_destination(part, plan.transform, plan.dest, self.state, 0)):
             return [part]  # read whole, or resumed as it was cut before
-        return part_ranges.split(part)
+        pieces = part_ranges.split(part)
+        if self.parallelism() <= 1 and not any(p.name in self.positions or p.name in self.done for p in pieces):
+            return [part]  # one part at a time: whole, in fewer and larger chunks (unless a crashed run cut it)
+        return pieces
 
     def _fold(self, outcome: PartOutcome, limits: bool = True) -> None:
         """One job's outcome into the result, its chunks into the checkpoints; limits checked."""

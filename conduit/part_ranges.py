@@ -1,6 +1,7 @@
 """Large Parquet files cut into row-group ranges: parts that load on several workers.
 
-A Parquet file of at least ``2 * RANGE_ROWS`` rows in several row groups is read as
+With more than one part at a time (``--workers``, ``parallelism``), a Parquet file of
+at least ``2 * RANGE_ROWS`` rows in several row groups is read as
 parts of consecutive row groups (:meth:`RowGroups.ranges
 <conduit.connectors.files.row_groups.RowGroups.ranges>`), each a part job of its own,
 named ``<file>#row_groups=<first>-<last>``. The cut depends only on the file's footer,
@@ -10,7 +11,9 @@ by an incremental load) still uses the file (:attr:`Part.file
 count from its first row.
 
 The driver (:mod:`conduit.chunk_stream`) cuts a file only when the destination would
-not read it whole itself (DuckDB's ``read_parquet``, already parallel); a Ray worker
+not read it whole itself (DuckDB's ``read_parquet``, already parallel), and a resume
+keeps the cut of the crashed run whatever its ``--workers`` (its ledger names the file
+or its ranges); a Ray worker
 finds its parts by name and rebuilds a range from its name (:func:`find`).
 """
 
@@ -26,7 +29,7 @@ if TYPE_CHECKING:
     from conduit.connectors.files.row_groups import RowGroups
 
 MARK = "#row_groups="
-RANGE_ROWS = int(os.environ.get("CONDUIT_RANGE_ROWS") or 1_000_000)
+RANGE_ROWS = int(os.environ.get("CONDUIT_RANGE_ROWS") or 2_000_000)
 """Rows of a row-group range, at least (``CONDUIT_RANGE_ROWS`` overrides it, for tests)."""
 
 

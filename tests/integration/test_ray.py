@@ -275,3 +275,30 @@ resources: [{{name: events, source: lake, destination: out, path: "*.parquet", c
         fields = [r[0] for r in con.execute("SELECT part FROM checkpoints").fetchall()]
     parts = sorted(name.rsplit("#", 1)[-1] for field in fields for name in decode_parts(field)[0])  # small ranges share a chunk
     assert parts == ["row_groups=0-2", "row_groups=3-5", "row_groups=6-8", "row_groups=9-11"]
+
+
+@pytest.mark.postgres
+def test_postgresql_key_ranges_are_read_by_ray_workers(tmp_path: Path, pg_uri: str, pg_schema: str, worker_pg_uri: str, ray_cluster: LocalRayCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``partition_column``: each key range is a part a worker reads on its own connection; every row once."""
+    import duckdb
+    import psycopg
+
+    from conduit.chunking import decode_parts
+
+    with psycopg.connect(pg_uri, autocommit=True) as conn:
+        conn.execute(f'CREATE TABLE "{pg_schema}".events AS SELECT i::bigint AS id, i % 13 AS amount FROM generate_series(1, 30000) AS i')
+    monkeypatch.setenv("RAY_TEST_PG_URL", worker_pg_uri)
+    cfg = tmp_path / "ingest.yml"
+    cfg.write_text(f"""
+engine: {{type: ray, address: "{ray_cluster.address}"}}
+sources: [{{name: pg, type: postgresql, connection_string: '${{RAY_TEST_PG_URL}}', db_schema: {pg_schema}}}]
+destinations: [{{name: out, type: duckdb, path: out.duckdb}}]
+resources: [{{name: events, source: pg, destination: out, partition_column: id}}]
+""")
+    result = conduit.run(cfg)
+    assert (result.status, result.resources[0].error) == ("success", None), result.resources[0].error
+    with duckdb.connect(str(tmp_path / "out.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*), count(DISTINCT id), sum(id) FROM main.events").fetchall() == [(30_000, 30_000, 30_000 * 30_001 // 2)]
+    with duckdb.connect(str(tmp_path / ".conduit" / "conduit.duckdb"), read_only=True) as con:
+        fields = [r[0] for r in con.execute("SELECT part FROM checkpoints").fetchall()]
+    assert sorted(name.split("#", 1)[1] for field in fields for name in decode_parts(field)[0]) == sorted(f"id=[{a},{min(a + 3750, 30_001)})" for a in range(1, 30_001, 3750))

@@ -70,6 +70,17 @@ def test_a_parquet_file_of_many_row_groups_loads_as_ranges_on_two_workers(tmp_pa
     assert all(p.startswith(str(path)) for p in checkpoint_parts(tmp_path))
 
 
+def test_one_part_at_a_time_reads_the_file_whole(tmp_path: Path) -> None:
+    """With --workers 1 ranges would only add chunks: the file is one part."""
+    path = make_parquet(tmp_path / "data")
+    cfg = tmp_path / "ingest.yml"
+    cfg.write_text(CONFIG.format(mode="append", extra=""))
+    done = conduit(cfg, "--workers", "1")
+    assert done.returncode == 0, done.stderr
+    assert loaded(tmp_path / "w.duckdb") == expected()
+    assert checkpoint_parts(tmp_path) == {str(path)}
+
+
 @pytest.mark.parametrize(
     ("fault", "mode"),
     [
@@ -89,6 +100,7 @@ def test_ranges_killed_then_resumed_load_every_row_once(tmp_path: Path, fault: s
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming after" in resumed.stderr
     assert loaded(tmp_path / "w.duckdb") == expected()
+    assert all("#row_groups=" in p for p in checkpoint_parts(tmp_path))  # the resume kept the crashed run's cut
     with duckdb.connect(str(tmp_path / ".conduit" / "conduit.duckdb"), read_only=True) as con:
         assert con.execute("SELECT rows_read, rows_written FROM resource_runs WHERE status = 'success'").fetchall() == [(GROUPS * GROUP_ROWS, GROUPS * GROUP_ROWS)]
 
