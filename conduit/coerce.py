@@ -72,6 +72,18 @@ def _excess_digits(target: pl.Decimal) -> str:
     return rf"\.\d{{{target.scale or 0}}}\d*[1-9]"
 
 
+def _maybe_excess(col: pl.Expr, target: pl.Decimal) -> pl.Expr:
+    """True where more bytes than ``target``'s scale follow the first '.': wherever :func:`_excess_digits` matches, and more.
+
+    A byte-length test (cheaper than the regex): such a value sends its batch to :func:`cast_expr`.
+
+    >>> s = pl.Series(["1.23", "1.234", "1.230", "12", None])
+    >>> s.to_frame("v").select(_maybe_excess(pl.col("v"), pl.Decimal(15, 2))).to_series().to_list()
+    [False, True, True, None, None]
+    """
+    return col.str.len_bytes().cast(pl.Int64) - col.str.find(".", literal=True) > (target.scale or 0) + 1
+
+
 def _given(name: str, dtype: pl.DataType) -> pl.Expr:
     """Where the input holds a value (not NULL, and for text not blank: blank casts to NULL)."""
     col = pl.col(name)
@@ -91,8 +103,8 @@ def fast_expr(name: str, source: pl.DataType, target: pl.DataType) -> pl.Expr | 
         return col.cast(target, strict=True)
     if target == pl.Date:
         return col.str.to_date("%Y-%m-%d", strict=True, cache=False)
-    if isinstance(target, pl.Decimal):  # excess digits become unparsable, so the strict cast raises
-        return pl.when(col.str.contains(_excess_digits(target))).then(pl.lit("excess digits")).otherwise(col).cast(target, strict=True)
+    if isinstance(target, pl.Decimal):  # a value that may have excess digits becomes unparsable, so the strict cast raises
+        return pl.when(_maybe_excess(col, target)).then(pl.lit("excess digits")).otherwise(col).cast(target, strict=True)
     if target.is_integer() or target.is_float():
         return col.cast(target, strict=True)
     return None

@@ -99,13 +99,23 @@ class Transform:
             why = self.coercer.reasons(raw)
             bad.append(Bad(raw, "cast", why.get_column("reason")))
             typed = typed.filter(~bad_mask)
-        if self.nul_columns:
+        early = self.checks is not None  # checks must not see the rows with a NUL; else the exported batch is scanned (cheaper)
+        if self.nul_columns and early:
             typed, nul = self._split_nul(typed)
             bad += nul
         warned: dict[str, int] = {}
         if self.checks is not None:
             typed, more_bad, warned = self.checks(typed)
             bad += more_bad
+        good = self._export(typed, part_index)
+        if self.nul_columns and not early and self.has_nul(good):
+            typed, nul = self._split_nul(typed)
+            bad += nul
+            good = self._export(typed, part_index)
+        return good, bad, warned, filtered
+
+    def _export(self, typed: pl.DataFrame, part_index: int) -> pa.RecordBatch:
+        """The good rows as one Arrow batch of :attr:`schema` (merge order column added, dropped columns left out)."""
         if self.add_seq:
             typed = typed.with_columns((pl.lit(part_index << PART_SHIFT, pl.Int64) + pl.col(ROW_NUMBER)).alias(SEQ))
         drop = [c for c in (ROW_NUMBER, *self.drop) if c in typed.columns]
@@ -113,8 +123,7 @@ class Transform:
         if table.schema != self.schema:
             table = conform(table, self.schema)
         batch = table.combine_chunks().to_batches()
-        good = batch[0] if batch else pa.RecordBatch.from_pylist([], schema=self.schema)
-        return good, bad, warned, filtered
+        return batch[0] if batch else pa.RecordBatch.from_pylist([], schema=self.schema)
 
     def _split_nul(self, typed: pl.DataFrame) -> tuple[pl.DataFrame, list[Bad]]:
         """Rows with a NUL in a text column the destination cannot store, as bad rows naming the first such column."""
@@ -127,11 +136,11 @@ class Transform:
         return typed.filter(~mask), [Bad(rows, "nul", rows.select(reason.alias("reason")).get_column("reason"))]
 
     def has_nul(self, batch: pa.RecordBatch) -> bool:
-        """Whether a text column of ``batch`` that must not hold a NUL holds one (one vectorized scan per column)."""
-        import pyarrow.compute as pc
+        """Whether a text column of ``batch`` that must not hold a NUL holds one (one scan of each column's bytes)."""
+        from conduit.text_nul import holds_nul
 
         names = [n for n in self.nul_columns if n in batch.schema.names and sch.is_text(batch.schema.field(n).type)]
-        return any(pc.any(pc.match_substring(batch.column(n), "\x00")).as_py() for n in names)
+        return any(holds_nul(batch.column(n)) for n in names)
 
 
 def compat_level(views: bool) -> pl.CompatLevel | None:
