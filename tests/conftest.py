@@ -20,9 +20,7 @@ def pg_uri() -> str:
     return services.postgres_uri()
 
 
-@pytest.fixture
-def pg_schema(pg_uri: str) -> Iterator[str]:
-    """A fresh schema per test, dropped afterwards."""
+def _fresh_schema(pg_uri: str) -> Iterator[str]:
     import adbc_driver_postgresql.dbapi as pg
 
     name = f"t_{uuid.uuid4().hex[:10]}"
@@ -31,6 +29,18 @@ def pg_schema(pg_uri: str) -> Iterator[str]:
     yield name
     with pg.connect(pg_uri, autocommit=True) as conn, conn.cursor() as cur:
         cur.execute(f'DROP SCHEMA "{name}" CASCADE')
+
+
+@pytest.fixture
+def pg_schema(pg_uri: str) -> Iterator[str]:
+    """A fresh schema per test, dropped afterwards."""
+    yield from _fresh_schema(pg_uri)
+
+
+@pytest.fixture
+def second_schema(pg_uri: str) -> Iterator[str]:
+    """Another fresh schema, for tests that load two places (dev and prod targets)."""
+    yield from _fresh_schema(pg_uri)
 
 
 @pytest.fixture(scope="session")

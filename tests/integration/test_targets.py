@@ -5,8 +5,6 @@ Each target is checked independently: DuckDB files and PostgreSQL schemas read d
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -113,18 +111,6 @@ def test_validate_and_gc_take_a_target_and_an_unknown_target_exits_2(cfg: Path) 
         code, out = invoke(*args, "--target", "prd")
         assert (code, out) == (2, "error: unknown target 'prd' (did you mean 'prod'?); targets: dev, prod\n"), args
     assert not (cfg.parent / ".conduit").exists()
-
-
-@pytest.fixture
-def second_schema(pg_uri: str) -> Iterator[str]:
-    import adbc_driver_postgresql.dbapi as pg
-
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    with pg.connect(pg_uri, autocommit=True) as conn, conn.cursor() as cur:
-        cur.execute(f'CREATE SCHEMA "{name}"')
-    yield name
-    with pg.connect(pg_uri, autocommit=True) as conn, conn.cursor() as cur:
-        cur.execute(f'DROP SCHEMA "{name}" CASCADE')
 
 
 def pg_count(pg_uri: str, table: str) -> int:
