@@ -186,7 +186,7 @@ def run(
     >>> result.status, result.resources[0].rows_written
     ('success', 2)
     """
-    from conduit.engines.ray_engine import engine_for
+    from conduit.engines import engine_for
     from conduit.resource_load import ResourceLoad
 
     _runtime.tune_process()

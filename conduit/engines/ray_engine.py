@@ -44,7 +44,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from conduit import _env, _secrets
-from conduit.engines.base import Engine, PartJob, PartOutcome, PartRunner
+from conduit.engines.base import PartJob, PartOutcome, PartRunner
 from conduit.engines.local import LocalEngine
 from conduit.errors import ConduitError, ConfigError, UsageError, WorkerLost
 
@@ -52,7 +52,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from conduit.engines.part_job import JobRunner
-    from conduit.project import Project
 
 MISSING = "the ray engine needs Ray: pip install 'conduit-load[ray]'"
 MAX_RETRIES = 3
@@ -214,15 +213,3 @@ class RayEngine(LocalEngine):
         if self._owned:
             self.ray.shutdown()
             self._owned = False
-
-
-def engine_for(project: Project, kind: str | None = None, address: str | None = None, workers: int | None = None) -> Engine:
-    """The engine of a run of ``project``: ``kind`` and ``address`` (the CLI's) win over ``engine:`` in ingest.yml."""
-    cfg = project.config.engine
-    kind = kind or cfg.type
-    if kind == "ray":
-        return RayEngine(project.path, workers, address or cfg.address, worker_env(project.path, cfg.forward_env), project.target)
-    if kind == "local":
-        return LocalEngine(workers)
-    msg = f"unknown engine {kind!r}; known: local, ray"
-    raise UsageError(msg)
