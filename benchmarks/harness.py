@@ -51,6 +51,7 @@ class Scenario:
     verify: Callable[[Env], int]
     expected: Callable[[Env], int] | None = None  # rows the target must hold; default: all of lineitem
     outside_rss: Callable[[], int] | None = None  # RSS now of processes the command uses outside its tree (a Ray cluster)
+    settle: Callable[[Env], None] | None = None  # untimed, before each timed command (baseline and conduit alike): e.g. a CHECKPOINT
 
 
 @dataclass

@@ -56,6 +56,8 @@ def run_scenario(scenario: Scenario, sf: float, data: Path, repeat: int, keep: b
             if rep % 2:
                 order.reverse()
             for kind, argv_of in order:
+                if scenario.settle is not None:
+                    scenario.settle(env)
                 m = measure(argv_of(env), work, work / f"{kind}.log", scenario.outside_rss if kind == "command" else None)
                 getattr(result, kind).append(m)
                 label = scenario.baseline_name if kind == "baseline" else "conduit"

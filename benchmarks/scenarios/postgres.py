@@ -57,6 +57,11 @@ def _baseline(env: Env) -> list[str]:
     return ["psql", env.pg_uri, "-v", "ON_ERROR_STOP=1", "-qc", f"\\copy {SCHEMA}.lineitem_base FROM '{csv}' WITH (FORMAT csv, HEADER true)"]
 
 
+def _checkpoint(env: Env) -> None:
+    """Before each timed command: write out what the previous one left dirty, so no command pays for another's WAL and buffers."""
+    _psql(env, "CHECKPOINT")
+
+
 def _verify(target: str) -> object:
     def verify(env: Env) -> int:
         return int(_psql(env, f"SELECT count(*) FROM {SCHEMA}.{target}").strip())
@@ -65,7 +70,7 @@ def _verify(target: str) -> object:
 
 
 def _scenario(name: str, fmt: str, target: str, mode: str, precreate: bool) -> Scenario:
-    return Scenario(name, "psql \\copy (csv)", _prepare(fmt, target, mode, precreate), _command, _baseline, _verify(target))  # type: ignore[arg-type]
+    return Scenario(name, "psql \\copy (csv)", _prepare(fmt, target, mode, precreate), _command, _baseline, _verify(target), settle=_checkpoint)  # type: ignore[arg-type]
 
 
 def _prepare_floor(env: Env) -> None:
@@ -88,6 +93,7 @@ FLOOR = Scenario(
     _floor,
     _baseline,
     _verify("lineitem_floor"),  # type: ignore[arg-type]
+    settle=_checkpoint,
 )
 """What the server itself needs for these rows in one COPY stream, measured like the scenarios above.
 
@@ -136,6 +142,7 @@ def _duckdb_scenario(fmt: str) -> Scenario:
         _duckdb_command(fmt, target),  # type: ignore[arg-type]
         _baseline,
         _verify(target),  # type: ignore[arg-type]
+        settle=_checkpoint,
     )
 
 

@@ -181,3 +181,41 @@ def test_parquet_map_with_non_string_keys_loads_into_postgres(tmp_path: Path, pg
     with psycopg.connect(pg_uri) as con:
         assert con.execute(f'SELECT id, m, nested, s FROM "{pg_schema}".t ORDER BY id').fetchall() == [(1, {"1": "a", "20": "b"}, [{"true": 1.5}], {"k": 1}), (2, None, [{}], {})]
     assert dict(_pg_columns(pg_uri, pg_schema))["m"] == "jsonb"
+
+
+@pytest.mark.postgres
+def test_typed_csv_blocks_into_postgres_keep_every_value_and_dead_letter_the_bad_rows(tmp_path: Path, pg_uri: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many small blocks (Arrow types most of them): quoted fields, CRLF and bad values deep inside; checked against Python's csv, Decimal and date."""
+    import csv
+    import datetime as dt
+    import io
+    import random
+    from decimal import Decimal
+
+    from conduit.connectors.files import blocks
+
+    monkeypatch.setattr(blocks, "BLOCK", 4096)
+    rng = random.Random(11)
+    notes = ["plain", 'say "hi"', "a,b", "two\r\nlines", "ünïcode €", ""]
+    rows = [[str(i), f"{rng.randint(-99999, 99999) / 100:.2f}", (dt.date(1990, 1, 1) + dt.timedelta(days=rng.randint(0, 12000))).isoformat(), rng.choice(notes)] for i in range(1, 2001)]
+    bad = {500: (1, "1.234"), 900: (2, "2024-02-30"), 1300: (0, "0x1F"), 1700: (3, "nul\x00here")}
+    for row, (col, value) in bad.items():
+        rows[row - 1][col] = value
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows([["id", "amount", "day", "note"], *rows])
+    dest = _pg(pg_uri, pg_schema)
+    (tmp_path / "big.csv").write_text(out.getvalue(), newline="")
+    (tmp_path / "ingest.yml").write_text(
+        f"sources: [{{name: s, type: csv, path: .}}]\ndestinations: [{dest}]\nresources: [{{name: t, source: s, destination: out, path: big.csv, columns: {{id: bigint, amount: 'decimal(12,2)', day: date}}}}]\n"
+    )
+    result = conduit.run(str(tmp_path / "ingest.yml"))
+    assert result.status == "partial_success", result.resources[0].error
+    want = [(int(i), Decimal(a), dt.date.fromisoformat(d), n) for n_row, (i, a, d, n) in enumerate(rows, start=1) if n_row not in bad]
+    with psycopg.connect(pg_uri) as con:
+        got = con.execute(f'SELECT id, amount, day, note FROM "{pg_schema}".t ORDER BY id').fetchall()
+    assert got == want
+    dlq = _dead_letters(result).sort("_conduit_row_number")
+    assert dlq["_conduit_row_number"].to_list() == sorted(bad)
+    reasons = dlq["_conduit_error"].to_list()
+    assert reasons[:3] == ["column amount: '1.234' is not decimal(12,2)", "column day: '2024-02-30' is not date", "column id: '0x1F' is not bigint"]
+    assert reasons[3].startswith("NUL byte in column note")
