@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TypeVar, cast
 
 import polars as pl
@@ -22,12 +22,14 @@ from conduit.transform import Step, Transform, conform
 T = TypeVar("T")
 
 
-def frames(part: Part, batch_size: int, skip: int) -> Iterator[pl.DataFrame]:
+def frames(part: Part, batch_size: int, skip: int, types: Mapping[str, pl.DataType] | None = None) -> Iterator[pl.DataFrame | pa.Table]:
     """Bounded batches of one part, rows numbered, the first ``skip`` rows left out.
 
     A lazy frame without ``_conduit_row_number`` is numbered here, in stream order
     (Polars' own row index makes its streaming Parquet scan buffer far ahead), and so
     are Arrow streams; a :class:`Seekable` one starts near ``skip`` instead of at 0.
+    ``types``: the types the columns will be cast to, handed to the part's reader,
+    which may then give Arrow tables already typed (see :meth:`Part.read`).
     """
     if isinstance(part.frame, pl.LazyFrame):
         lf = part.frame
@@ -40,10 +42,14 @@ def frames(part: Part, batch_size: int, skip: int) -> Iterator[pl.DataFrame]:
         done = skip
         try:
             if part.read is not None:
-                batches = part.read(skip, batch_size)
+                batches = part.read(skip, batch_size, types)
             else:
                 batches = (lf.filter(pl.col(ROW_NUMBER) > skip) if skip else lf).collect_batches(chunk_size=batch_size)
             for df in batches:
+                if isinstance(df, pa.Table):
+                    done = _first_row(df) + df.num_rows - 1
+                    yield df
+                    continue
                 if RECHECK in df.columns:
                     if part.fallback is not None and df.get_column(RECHECK).any():
                         first = int(df.filter(pl.col(RECHECK)).get_column(ROW_NUMBER).min())  # type: ignore[arg-type]
@@ -72,7 +78,11 @@ def stream_part(part: Part, part_index: int, transform: Transform, batch_size: i
         if is_direct(part, transform):
             yield from _direct(part, transform, part_index, batch_size, skip)
             return
-        for df in frames(part, batch_size, skip):
+        for df in frames(part, batch_size, skip, transform.coercer.targets):
+            if isinstance(df, pa.Table):  # typed by the part's reader
+                if df.num_rows:
+                    yield _typed_step(df, transform, part_index)
+                continue
             if df.height == 0:
                 continue
             end = int(df.get_column(ROW_NUMBER).max())  # type: ignore[arg-type]
@@ -85,6 +95,23 @@ def stream_part(part: Part, part_index: int, transform: Transform, batch_size: i
         raise SourceError(msg) from None
 
 
+def _first_row(table: pa.Table) -> int:
+    """The row number of a numbered Arrow table's first row."""
+    return int(table.column(ROW_NUMBER)[0].as_py())
+
+
+def _typed_step(table: pa.Table, transform: Transform, part_index: int) -> Step:
+    """The step of a numbered Arrow table a reader typed: straight through when it needs no transform, else through Polars."""
+    before = _first_row(table) - 1
+    rows = table.drop_columns([ROW_NUMBER])
+    if transform.direct(rows.schema):
+        return _direct_step(rows.combine_chunks().to_batches()[0], before, transform, part_index)
+    converted = pl.from_arrow(table)
+    assert isinstance(converted, pl.DataFrame)
+    good, bad, warned, filtered = transform(converted, part_index)
+    return Step(good, bad, table.num_rows, before + table.num_rows, warned, filtered)
+
+
 def is_direct(part: Part, transform: Transform) -> bool:
     """Whether ``part`` is an Arrow stream whose batches need no transform (see :meth:`Transform.direct`)."""
     return not isinstance(part.frame, pl.LazyFrame) and transform.direct(part.frame.schema)
@@ -95,15 +122,18 @@ def _direct(part: Part, transform: Transform, part_index: int, batch_size: int, 
 
     A batch holding a NUL the destination cannot store goes through the transform, which dead-letters those rows.
     """
-    schema = transform.schema
-    for before, rb in _arrow_batches(part, batch_size, skip, schema):
-        if transform.nul_columns and transform.has_nul(rb):
-            converted = pl.from_arrow(rb)
-            assert isinstance(converted, pl.DataFrame)
-            good, bad, warned, filtered = transform(converted.with_columns(pl.int_range(before + 1, before + rb.num_rows + 1, dtype=pl.Int64).alias(ROW_NUMBER)), part_index)
-            yield Step(good, bad, rb.num_rows, before + rb.num_rows, warned, filtered)
-            continue
-        yield Step(conform(pa.Table.from_batches([rb]), schema).combine_chunks().to_batches()[0], [], rb.num_rows, before + rb.num_rows)
+    for before, rb in _arrow_batches(part, batch_size, skip, transform.schema):
+        yield _direct_step(rb, before, transform, part_index)
+
+
+def _direct_step(rb: pa.RecordBatch, before: int, transform: Transform, part_index: int) -> Step:
+    """The step of a batch that needs no transform (rows ``before + 1`` on), conformed to the transform's schema; one holding a NUL the destination cannot store goes through the transform."""
+    if transform.nul_columns and transform.has_nul(rb):
+        converted = pl.from_arrow(rb)
+        assert isinstance(converted, pl.DataFrame)
+        good, bad, warned, filtered = transform(converted.with_columns(pl.int_range(before + 1, before + rb.num_rows + 1, dtype=pl.Int64).alias(ROW_NUMBER)), part_index)
+        return Step(good, bad, rb.num_rows, before + rb.num_rows, warned, filtered)
+    return Step(conform(pa.Table.from_batches([rb]), transform.schema).combine_chunks().to_batches()[0], [], rb.num_rows, before + rb.num_rows)
 
 
 def _arrow_batches(part: Part, batch_size: int, skip: int, want: pa.Schema | None = None) -> Iterator[tuple[int, pa.RecordBatch]]:

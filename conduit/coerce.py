@@ -19,8 +19,12 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import polars as pl
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 _TRUE = ["true", "t", "yes", "y", "1"]
 _FALSE = ["false", "f", "no", "n", "0"]
@@ -82,6 +86,33 @@ def _maybe_excess(col: pl.Expr, target: pl.Decimal) -> pl.Expr:
     [False, True, True, None, None]
     """
     return col.str.len_bytes().cast(pl.Int64) - col.str.find(".", literal=True) > (target.scale or 0) + 1
+
+
+_ARROW_CSV: dict[type, str] = {pl.Int8: "int8", pl.Int16: "int16", pl.Int32: "int32", pl.Int64: "int64", pl.UInt8: "uint8", pl.UInt16: "uint16", pl.UInt32: "uint32", pl.UInt64: "uint64", pl.Float64: "float64", pl.Date: "date32"}
+
+
+def arrow_csv_type(target: pl.DataType) -> pa.DataType | None:
+    """The Arrow type whose CSV converter reads text exactly as :func:`cast_expr` casts it to ``target``, or None.
+
+    For these targets Arrow's converter (``pyarrow.csv``, with ``""`` as its only null
+    value) accepts a subset of the strings :func:`cast_expr` accepts, gives each the
+    same value, and raises on any other: integers, doubles, ``YYYY-MM-DD`` dates and
+    decimals, where it refuses excess fraction digits instead of rounding them. A CSV
+    reader may so parse such a column itself, and read the text and cast it wherever
+    Arrow raises (``tests/unit/test_coerce.py`` holds both to the same values). Not
+    here: booleans, times and timestamps (:func:`cast_expr` accepts other spellings),
+    ``real`` (a parse to float32 may round differently than one through float64).
+
+    >>> arrow_csv_type(pl.Decimal(15, 2)), arrow_csv_type(pl.Boolean())
+    (Decimal128Type(decimal128(15, 2)), None)
+    """
+    import pyarrow as pa
+
+    if (name := _ARROW_CSV.get(type(target))) is not None:
+        return getattr(pa, name)()
+    if isinstance(target, pl.Decimal) and target.precision is not None and target.precision <= 38:
+        return pa.decimal128(target.precision, target.scale or 0)
+    return None
 
 
 def _given(name: str, dtype: pl.DataType) -> pl.Expr:
@@ -159,6 +190,7 @@ class Coercer:
 
     def reasons(self, bad: pl.DataFrame) -> pl.DataFrame:
         """For rows that failed: ``column`` (first failing) and ``reason`` text."""
+        bad = bad.rechunk()  # Polars 2.1 panics ('i < self.len()') formatting some multi-chunk text columns filtered from a concatenation; these are the few bad rows
         casts = self.casts(bad.schema)
         whens_col: list[pl.Expr] = []
         whens_reason: list[pl.Expr] = []

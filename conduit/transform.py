@@ -168,7 +168,7 @@ def sample(part: Part, rows: int) -> pl.DataFrame:
     assert isinstance(part.frame, pl.LazyFrame)
     try:
         if part.read is not None:
-            first = next(iter(part.read(0, rows)), None)
+            first = next(iter(part.read(0, rows, None)), None)
             df = first if first is not None else part.frame.clear().collect()
         else:
             df = part.frame.head(rows).collect()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import builtins
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
@@ -146,9 +146,11 @@ class Part:
     ``frame`` carries a ``_conduit_row_number`` column (1-based within the part) when
     the source can number rows; the engine uses it for dead letters and resume. Rows
     the source could not parse carry a non-null ``_conduit_error`` (and ``_conduit_raw``).
-    ``read(after, batch_size)``, when set, gives the batches of the rows numbered above
+    ``read(after, batch_size, types)``, when set, gives the batches of the rows numbered above
     ``after`` in place of collecting ``frame`` (which then serves the schema and the
-    type-inference sample). ``fallback(after, batch_size)``, when set, is how to go on
+    type-inference sample); ``types`` (or None) are the types the columns will be cast
+    to: a reader may parse a column as its type itself where its parse is exactly the
+    cast's, and then gives numbered Arrow tables (the CSV reader's typed blocks). ``fallback(after, batch_size)``, when set, is how to go on
     reading after a read error: the same batches, malformed rows marked rather than raised.
     ``local``, for a whole local file, lets a destination that reads its format itself
     (:meth:`Destination.reads`) stage it without the batches passing through Python.
@@ -160,7 +162,7 @@ class Part:
     frame: pl.LazyFrame | pa.RecordBatchReader | Seekable
     text_columns: bool = False
     bytes: int = 0
-    read: Callable[[int, int], Iterator[pl.DataFrame]] | None = None
+    read: Callable[[int, int, Mapping[str, pl.DataType] | None], Iterator[pl.DataFrame | pa.Table]] | None = None
     fallback: Callable[[int, int], Iterator[pl.DataFrame]] | None = None
     local: LocalFile | None = None
     file: str | None = None

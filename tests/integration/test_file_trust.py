@@ -184,8 +184,9 @@ def test_parquet_map_with_non_string_keys_loads_into_postgres(tmp_path: Path, pg
 
 
 @pytest.mark.postgres
-def test_typed_csv_blocks_into_postgres_keep_every_value_and_dead_letter_the_bad_rows(tmp_path: Path, pg_uri: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Many small blocks (Arrow types most of them): quoted fields, CRLF and bad values deep inside; checked against Python's csv, Decimal and date."""
+@pytest.mark.parametrize("rows_in_file", [2000, 8000], ids=["grouped-small-file", "file-alone"])
+def test_typed_csv_blocks_into_postgres_keep_every_value_and_dead_letter_the_bad_rows(tmp_path: Path, pg_uri: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch, rows_in_file: int) -> None:
+    """Many small blocks (Arrow types most of them; a small file is read with others): quoted fields, CRLF and bad values deep inside; checked against Python's csv, Decimal and date."""
     import csv
     import datetime as dt
     import io
@@ -195,14 +196,18 @@ def test_typed_csv_blocks_into_postgres_keep_every_value_and_dead_letter_the_bad
     from conduit.connectors.files import blocks
 
     monkeypatch.setattr(blocks, "BLOCK", 4096)
+    typed_blocks = []
+    parse = blocks._ArrowCsv.parse
+    monkeypatch.setattr(blocks._ArrowCsv, "parse", lambda self, block: typed_blocks.append(t) or t if (t := parse(self, block)) is not None else None)
     rng = random.Random(11)
     notes = ["plain", 'say "hi"', "a,b", "two\r\nlines", "ünïcode €", ""]
-    rows = [[str(i), f"{rng.randint(-99999, 99999) / 100:.2f}", (dt.date(1990, 1, 1) + dt.timedelta(days=rng.randint(0, 12000))).isoformat(), rng.choice(notes)] for i in range(1, 2001)]
-    bad = {500: (1, "1.234"), 900: (2, "2024-02-30"), 1300: (0, "0x1F"), 1700: (3, "nul\x00here")}
+    day = [(dt.date(1990, 1, 1) + dt.timedelta(days=rng.randint(0, 12000))).isoformat() for _ in range(rows_in_file)]
+    rows = [[str(i), f"{rng.randint(-99999, 99999) / 100:.2f}", rng.choice(notes), day[i - 1]] for i in range(1, rows_in_file + 1)]  # an empty last field would send the file down the tolerant path
+    bad = {500: (1, "1.234"), 900: (3, "2024-02-30"), 1300: (0, "0x1F"), 1700: (2, "nul\x00here")}
     for row, (col, value) in bad.items():
         rows[row - 1][col] = value
     out = io.StringIO()
-    csv.writer(out, lineterminator="\r\n").writerows([["id", "amount", "day", "note"], *rows])
+    csv.writer(out, lineterminator="\r\n").writerows([["id", "amount", "note", "day"], *rows])
     dest = _pg(pg_uri, pg_schema)
     (tmp_path / "big.csv").write_text(out.getvalue(), newline="")
     (tmp_path / "ingest.yml").write_text(
@@ -210,7 +215,7 @@ def test_typed_csv_blocks_into_postgres_keep_every_value_and_dead_letter_the_bad
     )
     result = conduit.run(str(tmp_path / "ingest.yml"))
     assert result.status == "partial_success", result.resources[0].error
-    want = [(int(i), Decimal(a), dt.date.fromisoformat(d), n) for n_row, (i, a, d, n) in enumerate(rows, start=1) if n_row not in bad]
+    want = [(int(i), Decimal(a), dt.date.fromisoformat(d), n) for n_row, (i, a, n, d) in enumerate(rows, start=1) if n_row not in bad]
     with psycopg.connect(pg_uri) as con:
         got = con.execute(f'SELECT id, amount, day, note FROM "{pg_schema}".t ORDER BY id').fetchall()
     assert got == want
@@ -219,3 +224,4 @@ def test_typed_csv_blocks_into_postgres_keep_every_value_and_dead_letter_the_bad
     reasons = dlq["_conduit_error"].to_list()
     assert reasons[:3] == ["column amount: '1.234' is not decimal(12,2)", "column day: '2024-02-30' is not date", "column id: '0x1F' is not bigint"]
     assert reasons[3].startswith("NUL byte in column note")
+    assert len(typed_blocks) > (20 if rows_in_file > 2000 else -1)  # a file alone: most blocks typed by Arrow

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 import pytest
 
 from conduit.connectors.base import RECHECK, ROW_NUMBER
@@ -145,3 +146,71 @@ def test_big_ndjson_with_a_bad_line_deep_inside_loads_every_good_row_once(tmp_pa
     assert dlq is not None
     assert dlq["_conduit_row_number"].to_list() == [300]
     assert_invariant(manifest, loaded, dlq)
+
+
+@pytest.mark.parametrize("block", [300, 2048])
+@pytest.mark.parametrize(("skip", "batch_size"), [(0, 1000), (45, 17)])
+def test_typed_blocks_equal_text_blocks_cast(monkeypatch: pytest.MonkeyPatch, block: int, skip: int, batch_size: int) -> None:
+    """With the column types, blocks Arrow types hold the values (and row numbers) the text read and the cast give; bad values make their blocks text."""
+    from conduit.coerce import Coercer
+
+    monkeypatch.setattr(blocks, "BLOCK", block)
+    special = {90: "1.234", 200: "12x", 240: ""}  # excess digits, not a number, blank (NULL, not bad)
+    rows = list(csv.reader(io.StringIO(messy_csv(300, seed=block), newline="")))
+    rows = [rows[0]] + [[r[0], r[1], special.get(int(r[0]), r[2])] for r in rows[1:]]
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    data = out.getvalue().encode()
+    types = {"id": pl.Int64(), "amount": pl.Decimal(15, 2)}
+    coercer = Coercer(types)
+
+    def cast(frames: list[pl.DataFrame | pa.Table]) -> tuple[list[tuple], list[int]]:
+        good, bad = [], []
+        for frame in frames:
+            df = frame if isinstance(frame, pl.DataFrame) else pl.from_arrow(frame)
+            assert isinstance(df, pl.DataFrame)
+            df = df.drop(RECHECK, strict=False).with_columns(pl.col(ROW_NUMBER).cast(pl.Int64))
+            typed, mask = coercer.apply(df)
+            good += [tuple(r) for r in typed.filter(~mask).iter_rows()]
+            bad += df.filter(mask).get_column(ROW_NUMBER).to_list()
+        return good, bad
+
+    want = list(blocks.csv(io.BytesIO(data), CsvOptions(), NAMES, skip, batch_size))
+    got = list(blocks.csv(io.BytesIO(data), CsvOptions(), NAMES, skip, batch_size, types=types))
+    typed_notes = [n for f in got if isinstance(f, pa.Table) for n in f.column("note").to_pylist()]
+    assert any('"' in n or "\n" in n for n in typed_notes)  # Arrow typed blocks with quoted fields: the comparison is of two readers
+    text_rows = {n for f in got if isinstance(f, pl.DataFrame) for n in f.get_column(ROW_NUMBER).to_list()}
+    assert {r for r in (90, 200) if r > skip} <= text_rows  # the blocks with a bad value were read as text
+    assert all(0 < len(f) <= batch_size for f in got)
+    assert cast(got) == cast(want)
+    assert cast(got)[1] == [r for r in (90, 200) if r > skip]
+
+
+def test_arrow_reads_every_block_it_takes_as_polars_does() -> None:
+    """Random records, quoted or not, with delimiters, doubled quotes, newlines and CRLF inside, some corrupted: where Arrow takes a block, its records equal Polars' text read cast."""
+    from conduit.connectors.files.blocks import _ArrowCsv
+
+    rng = random.Random(4)
+    names = ["a", "b", "n"]
+    parser = _ArrowCsv.of(CsvOptions(), names, {"n": pl.Int64()})
+    assert parser is not None
+    chars = ["a", " ", "é", "\t", ",", '"', "\n", "\r\n", "x", "1"]
+
+    def field(number: bool) -> str:
+        body = rng.choice(["1", "-2", "", " 4", "5 ", "0x1", "1.0"]) if number else "".join(rng.choice(chars) for _ in range(rng.randint(0, 5)))
+        return '"' + body.replace('"', '""') + '"' if rng.random() < 0.5 or any(c in body for c in ',"\n\r') else body
+
+    taken = 0
+    for _ in range(4000):
+        text = rng.choice(["\n", "\r\n"]).join(",".join([field(False), field(False), field(True)]) for _ in range(rng.randint(1, 4))) + "\n"
+        if rng.random() < 0.3:  # a stray quote, space, delimiter or line end
+            at = rng.randrange(len(text))
+            text = text[:at] + rng.choice(['"', ' "', '" ', ",", "\r", "\n", "x"]) + text[at:]
+        table = parser.parse(text.encode())
+        if table is None:
+            continue
+        taken += 1
+        polars = pl.read_csv(text.encode(), has_header=False, schema=dict.fromkeys(names, pl.String), empty_string_is_null=False)
+        want = [(a, b, None if n.strip() == "" else int(n)) for a, b, n in polars.rows()]
+        assert [tuple(r.values()) for r in table.to_pylist()] == want, repr(text)
+    assert taken > 500

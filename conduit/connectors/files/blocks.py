@@ -27,11 +27,12 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, BinaryIO
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, BinaryIO, TypeAlias, cast
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from conduit.connectors.base import ROW_NUMBER
 from conduit.connectors.files import limits
@@ -42,14 +43,27 @@ if TYPE_CHECKING:
 BLOCK = 2 << 20  # bytes per block: smaller holds less memory (4 MiB held ~20 MiB more at peak), larger parses a little faster
 
 
-def csv(fh: BinaryIO, opts: CsvOptions, names: list[str], skip: int, batch_size: int, source: str = "<stream>") -> Iterator[pl.DataFrame]:
-    """Frames of at most ``batch_size`` records numbered above ``skip``: row number, text columns, recheck mark."""
+def csv(fh: BinaryIO, opts: CsvOptions, names: list[str], skip: int, batch_size: int, source: str = "<stream>", types: Mapping[str, pl.DataType] | None = None) -> Iterator[Frame]:
+    """Frames of at most ``batch_size`` records numbered above ``skip``: row number, text columns, recheck mark.
+
+    With ``types`` (the types the columns are cast to), every block after the first is
+    first parsed by Arrow's CSV reader, which types the columns it reads exactly as
+    the cast would (:func:`conduit.coerce.arrow_csv_type`), into Arrow tables (row
+    number, columns; no recheck mark: Arrow refuses a record with too few fields). A
+    block Arrow refuses (a value it does not take, a ragged record, invalid UTF-8) is
+    read as text, as without ``types``.
+    """
     from conduit.connectors.files.csv_tolerant import finish
 
     schema = dict.fromkeys(names, pl.String)
+    typed = _ArrowCsv.of(opts, names, types or {})
 
-    def parse(block: bytes, first: bool) -> pl.DataFrame:
-        return pl.read_csv(
+    def parse(block: bytes, first: bool) -> Frame:
+        if typed is not None and not first:  # the first block has the header and skipped rows: Polars' reader knows them
+            table = typed.parse(block)
+            if table is not None:
+                return table
+        text = pl.read_csv(
             block,
             has_header=opts.header and first,
             skip_rows=opts.skip_rows if first else 0,
@@ -60,9 +74,90 @@ def csv(fh: BinaryIO, opts: CsvOptions, names: list[str], skip: int, batch_size:
             empty_string_is_null=False,
             raise_if_empty=False,
         )
+        return finish(text, names, opts.null_values)
 
-    for df in _batched(parse, _blocks(fh, opts.quote, source), skip, batch_size, at_once=1):  # Polars' CSV reader keeps both cores busy
-        yield finish(df, names, opts.null_values)
+    yield from _batched(parse, _blocks(fh, opts.quote, source), skip, batch_size, at_once=1)  # Polars' CSV reader keeps both cores busy
+
+
+class _ArrowCsv:
+    """Blocks parsed by Arrow's CSV reader, typed where it parses as the cast would; None where it might read otherwise than Polars.
+
+    Only blocks whose quotes are all well placed (:func:`quotes_well_placed`) and that
+    hold no empty line and no lone carriage return are Arrow's: there both readers split
+    records and fields alike (Arrow is lenient with quotes where Polars refuses a record,
+    and reads an empty line as a record of empty fields), and an empty field is the
+    text ``""`` or, typed, NULL, as the cast makes a blank. Arrow's integer parser also takes hexadecimal (``0x1F``), which the cast
+    refuses, and its decimal converter can overflow the precision unchecked: blocks
+    holding ``0x`` (with integer columns typed) or such a decimal are refused too.
+    """
+
+    def __init__(self, opts: CsvOptions, names: list[str], types: dict[str, pa.DataType]):
+        import pyarrow.csv as pacsv
+
+        self._read = pacsv.read_csv
+        self._read_options = pacsv.ReadOptions(column_names=names, use_threads=False)  # one thread: a block is small, threads cost more CPU than they save
+        self._parse_options = pacsv.ParseOptions(delimiter=opts.delimiter, quote_char=opts.quote or False, double_quote=True, newlines_in_values=True, ignore_empty_lines=False)
+        text = pa.string()
+        self._convert_options = pacsv.ConvertOptions(column_types={n: types.get(n, text) for n in names}, null_values=[""], strings_can_be_null=False, quoted_strings_can_be_null=True, check_utf8=True)
+        self._quote = opts.quote.encode() if opts.quote else None
+        self._delimiter = opts.delimiter.encode()
+        self._ints = any(pa.types.is_integer(t) for t in types.values())
+        self._decimals = [n for n, t in types.items() if pa.types.is_decimal(t)]
+
+    @classmethod
+    def of(cls, opts: CsvOptions, names: list[str], types: Mapping[str, pl.DataType]) -> _ArrowCsv | None:
+        """The parser for ``types`` where Arrow types a column and the dialect is one it reads as Polars does (no comments, no null tokens), else None."""
+        from conduit.coerce import arrow_csv_type
+
+        if opts.comment is not None or opts.null_values or len(set(names)) != len(names):
+            return None
+        arrow = {n: t for n in names if n in types and (t := arrow_csv_type(types[n])) is not None}
+        return cls(opts, names, arrow) if arrow else None
+
+    def parse(self, block: bytes) -> pa.Table | None:
+        """The block's records, or None where Arrow refuses it (a value, a record's field count, invalid UTF-8) or might read it otherwise (see the class)."""
+        if block[:1] in (b"\n", b"\r") or b"\n\n" in block or b"\n\r\n" in block:
+            return None
+        if self._quote is not None and not quotes_well_placed(block, self._quote, self._delimiter):
+            return None
+        if b"\r" in block and block.count(b"\r") != block.count(b"\r\n"):
+            return None
+        if self._ints and (b"0x" in block or b"0X" in block):
+            return None
+        try:
+            table = self._read(pa.py_buffer(block), read_options=self._read_options, parse_options=self._parse_options, convert_options=self._convert_options)
+            for name in self._decimals:
+                table.column(name).validate(full=True)  # a value past the precision
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None
+        return table
+
+
+def quotes_well_placed(block: bytes, quote: bytes, delimiter: bytes) -> bool:
+    """Whether every quote of ``block`` (whole records) opens a field, closes one, or is doubled inside one, as RFC 4180 has it.
+
+    Quotes alternate: the 1st, 3rd... open and the others close. An opening quote
+    follows a delimiter, a newline, the block's start or a closing quote (a doubled
+    quote); a closing quote precedes a delimiter, a line end, the block's end or an
+    opening quote. Vectorized over the quote positions.
+
+    >>> quotes_well_placed(b'a,"b ""c"", d",""\\n"x",y\\r\\n', b'"', b",")
+    True
+    >>> [quotes_well_placed(b, b'"', b",") for b in (b'a,b"c\\n', b'a,"b"c\\n', b'a, "b"\\n', b'a,"b\\n')]
+    [False, False, False, False]
+    """
+    if quote not in block:
+        return True
+    buf = np.frombuffer(block, np.uint8)
+    at = np.flatnonzero(buf == quote[0])
+    if at.size % 2:
+        return False
+    opening, closing = at[0::2], at[1::2]
+    before = buf[np.maximum(opening - 1, 0)]
+    starts = (opening == 0) | (before == delimiter[0]) | (before == 10) | (before == quote[0])
+    after = buf[np.minimum(closing + 1, buf.size - 1)]
+    ends = (closing == buf.size - 1) | (after == delimiter[0]) | (after == 10) | (after == 13) | (after == quote[0])
+    return bool(starts.all() and ends.all())
 
 
 def ndjson(fh: BinaryIO, schema: pl.Schema, skip: int, batch_size: int, source: str = "<stream>") -> Iterator[pl.DataFrame]:
@@ -71,33 +166,56 @@ def ndjson(fh: BinaryIO, schema: pl.Schema, skip: int, batch_size: int, source: 
     def parse(block: bytes, first: bool) -> pl.DataFrame:
         return pl.read_ndjson(block, schema=schema)
 
-    yield from _batched(parse, _blocks(fh, None, source), skip, batch_size, at_once=2)  # one read_ndjson keeps ~1.3 cores busy
+    yield from cast("Iterator[pl.DataFrame]", _batched(parse, _blocks(fh, None, source), skip, batch_size, at_once=2))  # one read_ndjson keeps ~1.3 cores busy
 
 
-def _batched(parse: Callable[[bytes, bool], pl.DataFrame], blocks: Iterator[bytes], skip: int, batch_size: int, at_once: int) -> Iterator[pl.DataFrame]:
-    """The blocks parsed (``parse(block, first)``, ``at_once`` at a time) and their rows numbered; batches of those above ``skip``."""
+Frame: TypeAlias = pl.DataFrame | pa.Table
+"""A parsed block or a batch: text (or NDJSON's types) in Polars, or a block Arrow typed (:class:`_ArrowCsv`)."""
+
+
+def _batched(parse: Callable[[bytes, bool], Frame], blocks: Iterator[bytes], skip: int, batch_size: int, at_once: int) -> Iterator[Frame]:
+    """The blocks parsed (``parse(block, first)``, ``at_once`` at a time) and their rows numbered; batches of those above ``skip``.
+
+    Consecutive blocks parsed alike are joined and cut into batches; a block parsed otherwise than the one before it starts a new batch.
+    """
     done = 0  # rows parsed so far
-    pending: list[pl.DataFrame] = []
+    pending: list[Frame] = []
     held = 0
     for parsed in _parallel(parse, blocks, at_once):
-        df = parsed.with_row_index(ROW_NUMBER, offset=done + 1)
-        done += df.height
+        frame = _numbered(parsed, done + 1)
+        done += len(frame)
         if done <= skip:
             continue
-        if done - df.height < skip:
-            df = df.slice(skip - (done - df.height))
-        pending.append(df)
-        held += df.height
+        if done - len(frame) < skip:
+            frame = frame.slice(skip - (done - len(frame)))
+        if pending and (type(frame) is not type(pending[0]) or frame.schema != pending[0].schema):
+            yield _concat(pending)
+            pending, held = [], 0
+        pending.append(frame)
+        held += len(frame)
         while held >= batch_size:
-            joined = pl.concat(pending, rechunk=False)
-            yield joined.head(batch_size)
+            joined = _concat(pending)
+            yield joined.slice(0, batch_size)
             rest = joined.slice(batch_size)
-            pending, held = ([rest], rest.height) if rest.height else ([], 0)
+            pending, held = ([rest], len(rest)) if len(rest) else ([], 0)
     if held:
-        yield pl.concat(pending, rechunk=False)
+        yield _concat(pending)
 
 
-def _parallel(parse: Callable[[bytes, bool], pl.DataFrame], blocks: Iterator[bytes], at_once: int) -> Iterator[pl.DataFrame]:
+def _numbered(frame: Frame, first: int) -> Frame:
+    """``frame`` with the row numbers from ``first`` in a first column, ``_conduit_row_number``."""
+    if isinstance(frame, pl.DataFrame):
+        return frame.with_row_index(ROW_NUMBER, offset=first)
+    return frame.add_column(0, ROW_NUMBER, pa.array(np.arange(first, first + frame.num_rows, dtype=np.int64)))
+
+
+def _concat(frames: list[Frame]) -> Frame:
+    if isinstance(frames[0], pl.DataFrame):
+        return pl.concat(frames, rechunk=False)  # type: ignore[arg-type]
+    return frames[0] if len(frames) == 1 else pa.concat_tables(frames)  # type: ignore[arg-type]
+
+
+def _parallel(parse: Callable[[bytes, bool], Frame], blocks: Iterator[bytes], at_once: int) -> Iterator[Frame]:
     """``parse`` of each block, in order, ``at_once`` blocks at a time (Polars releases the GIL while it parses)."""
     from collections import deque
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -107,7 +225,7 @@ def _parallel(parse: Callable[[bytes, bool], pl.DataFrame], blocks: Iterator[byt
             yield parse(block, i == 0)
         return
     with ThreadPoolExecutor(at_once, thread_name_prefix="conduit-parse") as pool:
-        parsing: deque[Future[pl.DataFrame]] = deque()
+        parsing: deque[Future[Frame]] = deque()
         for i, block in enumerate(blocks):
             parsing.append(pool.submit(parse, block, i == 0))
             if len(parsing) >= at_once:

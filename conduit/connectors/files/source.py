@@ -21,7 +21,7 @@ from __future__ import annotations
 import codecs
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -229,7 +229,7 @@ class CsvSource(FileSource):
             assert isinstance(part.frame, pl.LazyFrame)
             names = [c for c in part.frame.collect_schema() if not c.startswith("_conduit_")]
             if names:
-                part.read = lambda after, size, url=part.name, n=names: self._blocks(url, n, after, size)
+                part.read = lambda after, size, types, url=part.name, n=names: self._blocks(url, n, after, size, types)
             part.fallback = self._fallback(part.name, names)
             yield part
 
@@ -267,13 +267,15 @@ class CsvSource(FileSource):
             .drop(path)
         )
 
-    def _blocks(self, url: str, names: list[str], after: int, batch_size: int) -> Iterator[pl.DataFrame]:
+    def _blocks(self, url: str, names: list[str], after: int, batch_size: int, types: Mapping[str, pl.DataType] | None) -> Iterator[pl.DataFrame]:
         from conduit.connectors.files import blocks
 
         source = self._utf8(url)
         raw = self._raw_names.get(url)
+        if raw and types:
+            types = {r: types[n] for r, n in zip(raw, names, strict=True) if n in types}
         with open(source, "rb") if source != url else self.fs.open(url, "rb", compression="infer") as fh:
-            for df in blocks.csv(fh, self.format_opts, raw or names, after, batch_size, source=url):
+            for df in blocks.csv(fh, self.format_opts, raw or names, after, batch_size, source=url, types=types):
                 yield df.rename(dict(zip(raw, names, strict=True))) if raw else df
 
     def _fallback(self, url: str, names: list[str]) -> Callable[[int, int], Iterator[pl.DataFrame]]:
@@ -325,7 +327,7 @@ class NdjsonSource(FileSource):
                 msg = f'{task.resource.name}: {url}: no line among the first {self.format_opts.infer_rows:,} is a JSON object (each line must be one object, e.g. {{"id": 1}})'
                 raise SourceError(msg)
             storage = self._storage if is_url(url) else None
-            part.read = lambda after, size, url=url, s=file_schema: self._blocks(url, s, after, size)
+            part.read = lambda after, size, _types, url=url, s=file_schema: self._blocks(url, s, after, size)
             part.fallback = lambda after, size, url=url, s=file_schema, st=storage: ndjson_tolerant.records(url, st, s, after, size)
             yield part
 
