@@ -88,23 +88,28 @@ def infer_text_types(sample: pl.DataFrame) -> dict[str, pl.DataType]:
 
     A column is typed only when every non-null sample value parses; leading zeros
     ("007") keep a column as text; fixed-point numbers become ``decimal(p,s)`` with the
-    largest scale seen (precision at least 18), so money is never a float.
+    largest scale seen (precision at least 18), so money is never a float. Columns are
+    inferred on two threads (Polars releases the GIL): this runs before a load starts.
     """
-    out: dict[str, pl.DataType] = {}
-    for name in sample.columns:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def infer(name: str) -> pl.DataType:
         s = sample.get_column(name)
         if s.dtype != pl.String:
-            out[name] = s.dtype
-            continue
+            return s.dtype
         s = s.drop_nulls().str.strip_chars()
         s = s.filter(s != "")  # empty cells are NULL for typed columns, so they don't decide the type
-        out[name] = _infer_one(s) if len(s) else pl.String()
-    return out
+        return _infer_one(s) if len(s) else pl.String()
+
+    with ThreadPoolExecutor(2, thread_name_prefix="conduit-infer") as pool:
+        return dict(zip(sample.columns, pool.map(infer, sample.columns), strict=True))
 
 
 def _infer_one(s: pl.Series) -> pl.DataType:
-    def all_match(pattern: str) -> bool:
-        return bool(s.str.contains(pattern).all())
+    head = s.head(1)
+
+    def all_match(pattern: str) -> bool:  # the first value first: a text column fails most patterns there, without a scan
+        return bool(head.str.contains(pattern).all()) and bool(s.str.contains(pattern).all())
 
     if all_match(_BOOL):
         return pl.Boolean()
