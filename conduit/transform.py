@@ -70,12 +70,18 @@ class Transform:
     views: bool = False  # emit string_view / binary_view (no copy out of Polars)
     nul_columns: list[str] = field(default_factory=list)  # text columns the destination cannot hold a NUL in
     destination: str = ""
+    _direct: dict[pa.Schema, bool] = field(default_factory=dict, init=False, repr=False)  # direct() per schema (a replaced transform starts afresh)
 
     def direct(self, schema: pa.Schema) -> bool:
         """Whether batches of ``schema`` pass unchanged (no cast, check, filter or column to add).
 
         Such batches skip Polars: only their string layout (or timestamp zone name) is conformed to :attr:`schema`.
         """
+        if schema not in self._direct:
+            self._direct[schema] = self._is_direct(schema)
+        return self._direct[schema]
+
+    def _is_direct(self, schema: pa.Schema) -> bool:
         if self.checks is not None or self.row_filter is not None or self.add_seq or self.drop:
             return False
         if [f.name for f in schema] != self.schema.names or self.coercer.casts(pl.DataFrame(schema.empty_table()).schema):

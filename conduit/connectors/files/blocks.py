@@ -95,9 +95,9 @@ class _ArrowCsv:
         import pyarrow.csv as pacsv
 
         self._read = pacsv.read_csv
-        self._read_options = pacsv.ReadOptions(column_names=names, use_threads=False)  # one thread: a block is small, threads cost more CPU than they save
+        self._read_options = pacsv.ReadOptions(column_names=names, use_threads=False, block_size=limits.MAX_LINE_BYTES + 2 * BLOCK)  # one thread (a block is small: threads cost more CPU than they save), one chunk
         self._parse_options = pacsv.ParseOptions(delimiter=opts.delimiter, quote_char=opts.quote or False, double_quote=True, newlines_in_values=True, ignore_empty_lines=False)
-        text = pa.string()
+        text = pa.large_string()  # what the Arrow export of Polars' text is: no cast to conform a batch
         self._convert_options = pacsv.ConvertOptions(column_types={n: types.get(n, text) for n in names}, null_values=[""], strings_can_be_null=False, quoted_strings_can_be_null=True, check_utf8=True)
         self._quote = opts.quote.encode() if opts.quote else None
         self._delimiter = opts.delimiter.encode()
@@ -197,7 +197,7 @@ Frame: TypeAlias = pl.DataFrame | pa.Table
 def _batched(parse: Callable[[bytes, bool], Frame], blocks: Iterator[bytes], skip: int, batch_size: int, at_once: int) -> Iterator[Frame]:
     """The blocks parsed (``parse(block, first)``, ``at_once`` at a time) and their rows numbered; batches of those above ``skip``.
 
-    Consecutive blocks parsed alike are joined and cut into batches; a block parsed otherwise than the one before it starts a new batch.
+    Consecutive text blocks are joined and cut into batches; a block typed by Arrow is cut alone (it starts a new batch and ends one).
     """
     done = 0  # rows parsed so far
     pending: list[Frame] = []
@@ -209,7 +209,14 @@ def _batched(parse: Callable[[bytes, bool], Frame], blocks: Iterator[bytes], ski
             continue
         if done - len(frame) < skip:
             frame = frame.slice(skip - (done - len(frame)))
-        if pending and (type(frame) is not type(pending[0]) or frame.schema != pending[0].schema):
+        if isinstance(frame, pa.Table):  # a typed block: its own batches (joining blocks would cost a copy to make one batch of them)
+            if pending:
+                yield _concat(pending)
+                pending, held = [], 0
+            for start in range(0, len(frame), batch_size):
+                yield frame.slice(start, batch_size)
+            continue
+        if pending and frame.schema != pending[0].schema:
             yield _concat(pending)
             pending, held = [], 0
         pending.append(frame)
@@ -230,10 +237,8 @@ def _numbered(frame: Frame, first: int) -> Frame:
     return frame.add_column(0, ROW_NUMBER, pa.array(np.arange(first, first + frame.num_rows, dtype=np.int64)))
 
 
-def _concat(frames: list[Frame]) -> Frame:
-    if isinstance(frames[0], pl.DataFrame):
-        return pl.concat(frames, rechunk=False)  # type: ignore[arg-type]
-    return frames[0] if len(frames) == 1 else pa.concat_tables(frames)  # type: ignore[arg-type]
+def _concat(frames: list[Frame]) -> pl.DataFrame:
+    return pl.concat(frames, rechunk=False)  # type: ignore[arg-type]
 
 
 def _parallel(parse: Callable[[bytes, bool], Frame], blocks: Iterator[bytes], at_once: int) -> Iterator[Frame]:
