@@ -214,3 +214,20 @@ def test_arrow_reads_every_block_it_takes_as_polars_does() -> None:
         want = [(a, b, None if n.strip() == "" else int(n)) for a, b, n in polars.rows()]
         assert [tuple(r.values()) for r in table.to_pylist()] == want, repr(text)
     assert taken > 500
+
+
+@pytest.mark.parametrize("header", [True, False])
+def test_typed_blocks_start_after_the_header_and_keep_empty_last_fields(monkeypatch: pytest.MonkeyPatch, header: bool) -> None:
+    """The first block is Arrow's too (from its second line), and an empty last field is a value, not a reason to re-read the rest of the file."""
+    monkeypatch.setattr(blocks, "BLOCK", 400)
+    rows = [[str(i), f"{i}.{i % 100:02d}", "" if i % 3 else f"note {i}"] for i in range(1, 301)]
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows(([["id", "amount", "note"]] if header else []) + rows)
+    names = ["id", "amount", "note"]
+    got = list(blocks.csv(io.BytesIO(out.getvalue().encode()), CsvOptions(header=header), names, 0, 1000, types={"id": pl.Int64(), "amount": pl.Decimal(10, 2)}))
+    assert all(isinstance(f, pa.Table) for f in got)
+    table = pa.concat_tables(got)
+    assert table.column(ROW_NUMBER).to_pylist() == list(range(1, 301))
+    assert table.column("id").to_pylist() == [int(r[0]) for r in rows]
+    assert [str(v) for v in table.column("amount").to_pylist()] == [r[1] for r in rows]
+    assert table.column("note").to_pylist() == [r[2] for r in rows]

@@ -46,12 +46,13 @@ BLOCK = 2 << 20  # bytes per block: smaller holds less memory (4 MiB held ~20 Mi
 def csv(fh: BinaryIO, opts: CsvOptions, names: list[str], skip: int, batch_size: int, source: str = "<stream>", types: Mapping[str, pl.DataType] | None = None) -> Iterator[Frame]:
     """Frames of at most ``batch_size`` records numbered above ``skip``: row number, text columns, recheck mark.
 
-    With ``types`` (the types the columns are cast to), every block after the first is
-    first parsed by Arrow's CSV reader, which types the columns it reads exactly as
-    the cast would (:func:`conduit.coerce.arrow_csv_type`), into Arrow tables (row
-    number, columns; no recheck mark: Arrow refuses a record with too few fields). A
-    block Arrow refuses (a value it does not take, a ragged record, invalid UTF-8) is
-    read as text, as without ``types``.
+    With ``types`` (the types the columns are cast to), every block is first parsed by
+    Arrow's CSV reader (the first one from its second line, when its header is that
+    line), which types the columns it reads exactly as the cast would
+    (:func:`conduit.coerce.arrow_csv_type`), into Arrow tables (row number, columns;
+    no recheck mark: Arrow refuses a record with too few fields). A block Arrow refuses
+    (a value it does not take, a ragged record, invalid UTF-8) is read as text, as
+    without ``types``.
     """
     from conduit.connectors.files.csv_tolerant import finish
 
@@ -59,8 +60,9 @@ def csv(fh: BinaryIO, opts: CsvOptions, names: list[str], skip: int, batch_size:
     typed = _ArrowCsv.of(opts, names, types or {})
 
     def parse(block: bytes, first: bool) -> Frame:
-        if typed is not None and not first:  # the first block has the header and skipped rows: Polars' reader knows them
-            table = typed.parse(block)
+        body = _records(block, opts) if first else block
+        if typed is not None and body is not None:
+            table = typed.parse(body)
             if table is not None:
                 return table
         text = pl.read_csv(
@@ -77,6 +79,18 @@ def csv(fh: BinaryIO, opts: CsvOptions, names: list[str], skip: int, batch_size:
         return finish(text, names, opts.null_values)
 
     yield from _batched(parse, _blocks(fh, opts.quote, source), skip, batch_size, at_once=1)  # Polars' CSV reader keeps both cores busy
+
+
+def _records(first: bytes, opts: CsvOptions) -> bytes | None:
+    """The first block without its header line, where that line is the whole header and nothing else comes before the records; else None (Polars' reader knows the rest)."""
+    if opts.skip_rows or (first.startswith(b"\xef\xbb\xbf") and not opts.header):
+        return None
+    if not opts.header:
+        return first
+    end = first.find(b"\n")
+    if end < 0 or (opts.quote and opts.quote.encode() in first[:end]):
+        return None
+    return first[end + 1 :]
 
 
 class _ArrowCsv:
