@@ -198,7 +198,7 @@ def test_typed_csv_blocks_into_postgres_keep_every_value_and_dead_letter_the_bad
     monkeypatch.setattr(blocks, "BLOCK", 4096)
     typed_blocks = []
     parse = blocks._ArrowCsv.parse
-    monkeypatch.setattr(blocks._ArrowCsv, "parse", lambda self, block: typed_blocks.append(t) or t if (t := parse(self, block)) is not None else None)
+    monkeypatch.setattr(blocks._ArrowCsv, "parse", lambda self, block: typed_blocks.append(t) or t if isinstance(t := parse(self, block), pa.Table) else t)
     rng = random.Random(11)
     notes = ["plain", 'say "hi"', "a,b", "two\r\nlines", "ünïcode €", ""]
     day = [(dt.date(1990, 1, 1) + dt.timedelta(days=rng.randint(0, 12000))).isoformat() for _ in range(rows_in_file)]

@@ -156,7 +156,7 @@ def test_typed_csv_blocks_read_text_as_the_cast_does(target: pl.DataType, cases:
     for text in cases:
         careful = pl.DataFrame({"v": [text]}).select(cast_expr("v", pl.String(), target).cast(physical).alias("v"), (pl.col("v").str.strip_chars() != "").alias("given"))
         table = parser.parse(f"{text},x\n".encode())
-        if table is None:
+        if not isinstance(table, pa.Table):  # refused, or read as text for the cast to judge
             continue
         taken += 1
         got = pl.from_arrow(table).select(pl.col("v").cast(physical)).item()  # type: ignore[union-attr]

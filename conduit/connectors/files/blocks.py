@@ -50,9 +50,10 @@ def csv(fh: BinaryIO, opts: CsvOptions, names: list[str], skip: int, batch_size:
     Arrow's CSV reader (the first one from its second line, when its header is that
     line), which types the columns it reads exactly as the cast would
     (:func:`conduit.coerce.arrow_csv_type`), into Arrow tables (row number, columns;
-    no recheck mark: Arrow refuses a record with too few fields). A block Arrow refuses
-    (a value it does not take, a ragged record, invalid UTF-8) is read as text, as
-    without ``types``.
+    no recheck mark: Arrow refuses a record with too few fields). A block whose records
+    Arrow reads but whose values do not all type comes as text, without a recheck mark;
+    a block Arrow refuses (a ragged record, invalid UTF-8, misplaced quotes) is read by
+    Polars, as without ``types``.
     """
     from conduit.connectors.files.csv_tolerant import finish
 
@@ -62,9 +63,9 @@ def csv(fh: BinaryIO, opts: CsvOptions, names: list[str], skip: int, batch_size:
     def parse(block: bytes, first: bool) -> Frame:
         body = _records(block, opts) if first else block
         if typed is not None and body is not None:
-            table = typed.parse(body)
-            if table is not None:
-                return table
+            parsed = typed.parse(body)
+            if parsed is not None:
+                return parsed
         text = pl.read_csv(
             block,
             has_header=opts.header and first,
@@ -113,6 +114,7 @@ class _ArrowCsv:
         self._parse_options = pacsv.ParseOptions(delimiter=opts.delimiter, quote_char=opts.quote or False, double_quote=True, newlines_in_values=True, ignore_empty_lines=False)
         text = pa.large_string()  # what the Arrow export of Polars' text is: no cast to conform a batch
         self._convert_options = pacsv.ConvertOptions(column_types={n: types.get(n, text) for n in names}, null_values=[""], strings_can_be_null=False, quoted_strings_can_be_null=True, check_utf8=True)
+        self._text_options = pacsv.ConvertOptions(column_types=dict.fromkeys(names, text), strings_can_be_null=False, check_utf8=True)
         self._quote = opts.quote.encode() if opts.quote else None
         self._delimiter = opts.delimiter.encode()
         self._ints = any(pa.types.is_integer(t) for t in types.values())
@@ -128,20 +130,37 @@ class _ArrowCsv:
         arrow = {n: t for n in names if n in types and (t := arrow_csv_type(types[n])) is not None}
         return cls(opts, names, arrow) if arrow else None
 
-    def parse(self, block: bytes) -> pa.Table | None:
-        """The block's records, or None where Arrow refuses it (a value, a record's field count, invalid UTF-8) or might read it otherwise (see the class)."""
+    def parse(self, block: bytes) -> Frame | None:
+        """The block's records: typed (an Arrow table), as text where a value does not type (a Polars frame), or None.
+
+        None where Arrow refuses the records themselves (a record's field count, invalid
+        UTF-8) or might read them otherwise than Polars (see the class): Polars' reader
+        then reads the block, and marks the records to re-check. A block whose records
+        Arrow reads but whose values do not all type (a bad value, or one the checks above
+        keep from Arrow's converters) comes back as text, read by Arrow: its records need
+        no re-check, and the cast dead-letters the bad values.
+        """
         buf = np.frombuffer(block, np.uint8)
-        if not lines_plain(buf) or (self._ints and _hex_prefix(buf)):
+        if not lines_plain(buf):
             return None
         if self._quote is not None and not quotes_well_placed(block, self._quote, self._delimiter):
             return None
+        if not (self._ints and _hex_prefix(buf)):
+            try:
+                table = self._read(pa.py_buffer(block), read_options=self._read_options, parse_options=self._parse_options, convert_options=self._convert_options)
+                for name in self._decimals:
+                    table.column(name).validate(full=True)  # a value past the precision
+                return table
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                if str(exc).startswith("CSV parse error"):  # the records themselves
+                    return None
         try:
-            table = self._read(pa.py_buffer(block), read_options=self._read_options, parse_options=self._parse_options, convert_options=self._convert_options)
-            for name in self._decimals:
-                table.column(name).validate(full=True)  # a value past the precision
+            text = self._read(pa.py_buffer(block), read_options=self._read_options, parse_options=self._parse_options, convert_options=self._text_options)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             return None
-        return table
+        df = pl.from_arrow(text)
+        assert isinstance(df, pl.DataFrame)
+        return df
 
 
 def lines_plain(buf: np.ndarray) -> bool:
