@@ -7,6 +7,7 @@ the result back directly (duckdb, psycopg, the dead-letter Parquet)."""
 from __future__ import annotations
 
 import gzip
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
@@ -87,6 +88,17 @@ def test_empty_header_is_named_by_position_everywhere(tmp_path: Path, pg_uri: st
     cfg = _project(tmp_path, "csv", "e.csv", b"a,,c\n1,2,3\n", _pg(pg_uri, pg_schema))
     assert conduit.run(str(cfg)).status == "success"
     assert [c for c, _ in _pg_columns(pg_uri, pg_schema)] == ["a", "column_2", "c"]
+
+
+def test_renamed_headers_of_a_file_read_in_typed_blocks(tmp_path: Path) -> None:
+    """A file alone (not grouped with small ones) whose header names are cleaned: its typed blocks carry the cleaned names too."""
+    rows = "".join(f"{i},{i * 2},{i}.50\n" for i in range(1, 20_001))
+    cfg = _project(tmp_path, "csv", "h.csv", ("id,ID,\n" + rows).encode())
+    assert (tmp_path / "h.csv").stat().st_size > 128 << 10
+    result = conduit.run(str(cfg))
+    assert result.status == "success", result.resources[0].error
+    assert _columns(tmp_path) == [("id", "BIGINT"), ("ID_2", "BIGINT"), ("column_3", "DECIMAL(18,2)")]
+    assert _duck(tmp_path, 'SELECT count(*), sum(id), sum("ID_2"), sum(column_3) FROM main.t') == [(20_000, 200_010_000, 400_020_000, Decimal("200020000.00"))]
 
 
 def test_parquet_float16_loads_as_float32(tmp_path: Path) -> None:

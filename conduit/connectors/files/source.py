@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import polars as pl
+import pyarrow as pa
 
 from conduit.connectors.base import (
     RECHECK,
@@ -267,16 +268,23 @@ class CsvSource(FileSource):
             .drop(path)
         )
 
-    def _blocks(self, url: str, names: list[str], after: int, batch_size: int, types: Mapping[str, pl.DataType] | None) -> Iterator[pl.DataFrame]:
+    def _blocks(self, url: str, names: list[str], after: int, batch_size: int, types: Mapping[str, pl.DataType] | None) -> Iterator[pl.DataFrame | pa.Table]:
+        """The file's blocks (:func:`blocks.csv`), read under Polars' header names and given the cleaned ones."""
         from conduit.connectors.files import blocks
 
         source = self._utf8(url)
         raw = self._raw_names.get(url)
-        if raw and types:
-            types = {r: types[n] for r, n in zip(raw, names, strict=True) if n in types}
+        cleaned = dict(zip(raw, names, strict=True)) if raw else {}
+        if cleaned and types:
+            types = {r: types[n] for r, n in cleaned.items() if n in types}
         with open(source, "rb") if source != url else self.fs.open(url, "rb", compression="infer") as fh:
-            for df in blocks.csv(fh, self.format_opts, raw or names, after, batch_size, source=url, types=types):
-                yield df.rename(dict(zip(raw, names, strict=True))) if raw else df
+            for frame in blocks.csv(fh, self.format_opts, raw or names, after, batch_size, source=url, types=types):
+                if not cleaned:
+                    yield frame
+                elif isinstance(frame, pa.Table):  # a block Arrow typed
+                    yield frame.rename_columns([cleaned.get(c, c) for c in frame.column_names])
+                else:
+                    yield frame.rename(cleaned)
 
     def _fallback(self, url: str, names: list[str]) -> Callable[[int, int], Iterator[pl.DataFrame]]:
         from conduit.connectors.files import csv_tolerant
