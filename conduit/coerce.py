@@ -99,7 +99,7 @@ def arrow_csv_type(target: pl.DataType) -> pa.DataType | None:
     same value, and raises on any other: integers, doubles, ``YYYY-MM-DD`` dates and
     decimals, where it refuses excess fraction digits instead of rounding them. A CSV
     reader may so parse such a column itself, and read the text and cast it wherever
-    Arrow raises (``tests/unit/test_coerce.py`` holds both to the same values). Not
+    Arrow raises (``tests/unit/test_fast_path.py`` holds both to the same values). Not
     here: booleans, times and timestamps (:func:`cast_expr` accepts other spellings),
     ``real`` (a parse to float32 may round differently than one through float64).
 

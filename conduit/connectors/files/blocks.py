@@ -101,9 +101,9 @@ class _ArrowCsv:
     hold no empty line and no lone carriage return are Arrow's: there both readers split
     records and fields alike (Arrow is lenient with quotes where Polars refuses a record,
     and reads an empty line as a record of empty fields), and an empty field is the
-    text ``""`` or, typed, NULL, as the cast makes a blank. Arrow's integer parser also takes hexadecimal (``0x1F``), which the cast
-    refuses, and its decimal converter can overflow the precision unchecked: blocks
-    holding ``0x`` (with integer columns typed) or such a decimal are refused too.
+    text ``""`` or, typed, NULL, as the cast makes a blank. Arrow's integer parser also
+    takes hexadecimal (``0x1F``), which the cast refuses, and its decimal converter can
+    overflow the precision unchecked: such blocks are not typed (they come as text).
     """
 
     def __init__(self, opts: CsvOptions, names: list[str], types: dict[str, pa.DataType]):
@@ -233,7 +233,7 @@ def _batched(parse: Callable[[bytes, bool], Frame], blocks: Iterator[bytes], ski
     Consecutive text blocks are joined and cut into batches; a block typed by Arrow is cut alone (it starts a new batch and ends one).
     """
     done = 0  # rows parsed so far
-    pending: list[Frame] = []
+    pending: list[pl.DataFrame] = []
     held = 0
     for parsed in _parallel(parse, blocks, at_once):
         frame = _numbered(parsed, done + 1)
@@ -244,23 +244,23 @@ def _batched(parse: Callable[[bytes, bool], Frame], blocks: Iterator[bytes], ski
             frame = frame.slice(skip - (done - len(frame)))
         if isinstance(frame, pa.Table):  # a typed block: its own batches (joining blocks would cost a copy to make one batch of them)
             if pending:
-                yield _concat(pending)
+                yield pl.concat(pending, rechunk=False)
                 pending, held = [], 0
             for start in range(0, len(frame), batch_size):
                 yield frame.slice(start, batch_size)
             continue
         if pending and frame.schema != pending[0].schema:
-            yield _concat(pending)
+            yield pl.concat(pending, rechunk=False)
             pending, held = [], 0
         pending.append(frame)
         held += len(frame)
         while held >= batch_size:
-            joined = _concat(pending)
-            yield joined.slice(0, batch_size)
+            joined = pl.concat(pending, rechunk=False)
+            yield joined.head(batch_size)
             rest = joined.slice(batch_size)
-            pending, held = ([rest], len(rest)) if len(rest) else ([], 0)
+            pending, held = ([rest], rest.height) if rest.height else ([], 0)
     if held:
-        yield _concat(pending)
+        yield pl.concat(pending, rechunk=False)
 
 
 def _numbered(frame: Frame, first: int) -> Frame:
@@ -268,10 +268,6 @@ def _numbered(frame: Frame, first: int) -> Frame:
     if isinstance(frame, pl.DataFrame):
         return frame.with_row_index(ROW_NUMBER, offset=first)
     return frame.add_column(0, ROW_NUMBER, pa.array(np.arange(first, first + frame.num_rows, dtype=np.int64)))
-
-
-def _concat(frames: list[Frame]) -> pl.DataFrame:
-    return pl.concat(frames, rechunk=False)  # type: ignore[arg-type]
 
 
 def _parallel(parse: Callable[[bytes, bool], Frame], blocks: Iterator[bytes], at_once: int) -> Iterator[Frame]:
