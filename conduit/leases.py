@@ -31,6 +31,7 @@ import threading
 from typing import TYPE_CHECKING, NamedTuple
 
 from conduit.errors import LeaseHeld
+from conduit.store import insert_many
 
 if TYPE_CHECKING:
     from conduit.store import Store
@@ -100,7 +101,7 @@ class Lease:
                     if holder.run_id != self.run_id and holder.alive():
                         raise LeaseHeld(holder.describe())
                 con.execute(f"DELETE FROM leases WHERE resource IN ({marks})", self.resources)
-                con.executemany("INSERT INTO leases VALUES (?, ?, ?, ?, now(), now())", [[r, self.run_id, self.pid, self.host] for r in self.resources])
+                insert_many(con, "INSERT INTO leases SELECT c0, c1, c2, c3, now(), now() FROM {rows}", [(r, self.run_id, self.pid, self.host) for r in self.resources])
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")

@@ -56,3 +56,18 @@ def test_checkpoints_queued_together_are_written_together_and_flush_does_not_wai
     assert time.monotonic() - started < 10
     assert sum(writes) == 20 and len(writes) <= 2  # the first row at once, the rest together
     assert [c for c, *_ in store.checkpoints("r1", "people")] == list(range(20))
+
+
+def test_a_checkpoint_written_again_replaces_the_first_and_keeps_its_mark(tmp_path: Path) -> None:
+    """One statement writes many rows (:func:`conduit.store.insert_many`): NULL and text marks alike, a chunk written again replaced, read back by SQL."""
+    store = Store(tmp_path / "conduit.duckdb")
+    store.start_run("r1", "ingest.yml", "abc", "0")
+    store.checkpoint_many([("r1", "people", c, 10, "a.csv", 10 * (c + 1), None) for c in range(300)])
+    store.checkpoint_many([("r1", "people", 7, 3, "b.csv", 73, '{"id": 5}')])
+    _, rows = store.query("SELECT count(*), sum(rows), count(mark), max(committed_at) IS NOT NULL FROM checkpoints")
+    assert rows == [(300, 299 * 10 + 3, 1, True)]
+    assert store.checkpoints("r1", "people")[7] == (7, 3, "b.csv", 73, '{"id": 5}')
+    store.add_seen_files("people", ["a.csv", "b.csv"], "r1", ("pg", "public", "people"))
+    store.add_seen_files("people", ["b.csv", "c.csv"], "r2", ("pg", "public", "people"))
+    _, seen = store.query("SELECT file, run_id FROM files_seen ORDER BY file")
+    assert seen == [("a.csv", "r1"), ("b.csv", "r1"), ("c.csv", "r2")]
