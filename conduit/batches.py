@@ -105,7 +105,7 @@ def _typed_step(table: pa.Table, transform: Transform, part_index: int) -> Step:
     before = _first_row(table) - 1
     rows = table.drop_columns([ROW_NUMBER])
     if transform.direct(rows.schema):
-        return _direct_step(rows.combine_chunks().to_batches()[0], before, transform, part_index)
+        return _direct_step(rows.combine_chunks().to_batches()[0], before, transform, part_index, nul_free=True)  # a typed table holds no NUL (see Part)
     converted = pl.from_arrow(table)
     assert isinstance(converted, pl.DataFrame)
     good, bad, warned, filtered = transform(converted, part_index)
@@ -126,9 +126,9 @@ def _direct(part: Part, transform: Transform, part_index: int, batch_size: int, 
         yield _direct_step(rb, before, transform, part_index)
 
 
-def _direct_step(rb: pa.RecordBatch, before: int, transform: Transform, part_index: int) -> Step:
-    """The step of a batch that needs no transform (rows ``before + 1`` on), conformed to the transform's schema; one holding a NUL the destination cannot store goes through the transform."""
-    if transform.nul_columns and transform.has_nul(rb):
+def _direct_step(rb: pa.RecordBatch, before: int, transform: Transform, part_index: int, nul_free: bool = False) -> Step:
+    """The step of a batch that needs no transform (rows ``before + 1`` on), conformed to the transform's schema; one holding a NUL the destination cannot store goes through the transform (unless the reader vouches for ``nul_free``)."""
+    if transform.nul_columns and not nul_free and transform.has_nul(rb):
         converted = pl.from_arrow(rb)
         assert isinstance(converted, pl.DataFrame)
         good, bad, warned, filtered = transform(converted.with_columns(pl.int_range(before + 1, before + rb.num_rows + 1, dtype=pl.Int64).alias(ROW_NUMBER)), part_index)

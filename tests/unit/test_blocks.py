@@ -236,6 +236,20 @@ def test_typed_blocks_start_after_the_header_and_keep_empty_last_fields(monkeypa
     assert table.column("note").to_pylist() == [r[2] for r in rows]
 
 
+def test_a_block_holding_a_nul_comes_as_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Typed tables hold no NUL (the direct path then skips its scan for one): the block with one comes as text, for the transform to dead-letter."""
+    monkeypatch.setattr(blocks, "BLOCK", 400)
+    rows = [[str(i), f"{i}.50", f"note {i}" + ("\x00" if i == 150 else "")] for i in range(1, 301)]
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows([["id", "amount", "note"], *rows])
+    got = list(blocks.csv(io.BytesIO(out.getvalue().encode()), CsvOptions(), ["id", "amount", "note"], 0, 1000, types={"id": pl.Int64(), "amount": pl.Decimal(10, 2)}))
+    notes = [(f, f.column("note").to_pylist() if isinstance(f, pa.Table) else f.get_column("note").to_list()) for f in got]
+    assert [n for _, ns in notes for n in ns] == [r[2] for r in rows]
+    holding = [f for f, ns in notes if any("\x00" in n for n in ns)]
+    assert len(holding) == 1 and isinstance(holding[0], pl.DataFrame)
+    assert sum(isinstance(f, pa.Table) for f in got) >= 10
+
+
 @pytest.mark.parametrize(
     "extra",
     [
