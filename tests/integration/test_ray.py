@@ -91,7 +91,7 @@ resources:
     source: lake
     destination: out
     path: "*.parquet"
-    batch_size: 5000
+    batch_size: 2500  # 16 batches a file: two chunks of a job staged in parallel (8 batches each)
     quality_checks:
       - {{column: amount, check: range, min_value: 0, action: dlq}}
 """
@@ -159,7 +159,7 @@ def test_a_worker_killed_mid_job_is_retried_and_the_load_stays_exact(tmp_path: P
     good = write_parquet_set(tmp_path / "data")
     gate = tmp_path / "gate"
     monkeypatch.setenv("RAY_TEST_PG_URL", worker_pg_uri)
-    monkeypatch.setenv("CONDUIT_WORKER_PAUSE", f"read:5={gate}")  # workers only: a job holds after its 5th batch
+    monkeypatch.setenv("CONDUIT_WORKER_PAUSE", f"read:12={gate}")  # workers only: a job holds after its 12th batch, its first chunk sealed
     cfg = config(tmp_path, f"{{name: out, type: postgresql, connection_string: '${{RAY_TEST_PG_URL}}', db_schema: {pg_schema}}}", ray_cluster.address)
     killed: list[int] = []
     committed_before_kill: list[int] = []
