@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import itertools
 import json
 import random
 import sys
@@ -234,6 +235,23 @@ def test_typed_blocks_start_after_the_header_and_keep_empty_last_fields(monkeypa
     assert table.column("id").to_pylist() == [int(r[0]) for r in rows]
     assert [str(v) for v in table.column("amount").to_pylist()] == [r[1] for r in rows]
     assert table.column("note").to_pylist() == [r[2] for r in rows]
+
+
+@pytest.mark.parametrize("window", [1, 2, 5, 64])
+def test_scan_in_windows_finds_what_a_whole_block_check_finds(monkeypatch: pytest.MonkeyPatch, window: int) -> None:
+    """Patterns across the windows' edges (empty lines, CRs, ``0x``, quotes, non-ASCII) are found as a plain look at the whole block finds them."""
+    monkeypatch.setattr(blocks, "WINDOW", window)
+    rng = random.Random(window)
+    chars = ["a", ",", '"', "\n", "\r", "0", "x", "X", "\u00e9", "1"]
+    seen = set()
+    for _ in range(3000):
+        block = "".join(rng.choice(chars) for _ in range(rng.randint(0, 40))).encode()
+        text = block.decode()
+        empty = text.startswith(("\n", "\r")) or "\n\n" in text or "\n\r\n" in text or text.endswith("\r") or any(c == "\r" and n != "\n" for c, n in itertools.pairwise(text))
+        want = None if empty or not blocks.quotes_well_placed(block, b'"', b",") else blocks.Scan(hex="0x" in text.lower(), ascii=text.isascii())
+        assert blocks.scan(block, b'"', b",", ints=True) == want, repr(block)
+        seen.add(want is None)
+    assert seen == {True, False}
 
 
 def test_a_block_holding_a_nul_comes_as_text(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -28,7 +28,7 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, BinaryIO, TypeAlias, cast
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple, TypeAlias, cast
 
 import numpy as np
 import polars as pl
@@ -97,7 +97,7 @@ def _records(first: bytes, opts: CsvOptions) -> bytes | None:
 class _ArrowCsv:
     """Blocks parsed by Arrow's CSV reader, typed where it parses as the cast would; None where it might read otherwise than Polars.
 
-    Only blocks whose quotes are all well placed (:func:`quotes_well_placed`) and that
+    Only blocks whose quotes are all well placed and that (:func:`scan`)
     hold no empty line and no lone carriage return are Arrow's: there both readers split
     records and fields alike (Arrow is lenient with quotes where Polars refuses a record,
     and reads an empty line as a record of empty fields), and an empty field is the
@@ -116,6 +116,7 @@ class _ArrowCsv:
         self._parse_options = pacsv.ParseOptions(delimiter=opts.delimiter, quote_char=opts.quote or False, double_quote=True, newlines_in_values=True, ignore_empty_lines=False)
         text = pa.large_string()  # what the Arrow export of Polars' text is: no cast to conform a batch
         self._convert_options = pacsv.ConvertOptions(column_types={n: types.get(n, text) for n in names}, null_values=[""], strings_can_be_null=False, quoted_strings_can_be_null=True, check_utf8=True)
+        self._ascii_options = pacsv.ConvertOptions(column_types=self._convert_options.column_types, null_values=[""], strings_can_be_null=False, quoted_strings_can_be_null=True, check_utf8=False)  # ASCII is UTF-8
         self._text_options = pacsv.ConvertOptions(column_types=dict.fromkeys(names, text), strings_can_be_null=False, check_utf8=True)
         self._quote = opts.quote.encode() if opts.quote else None
         self._delimiter = opts.delimiter.encode()
@@ -142,14 +143,13 @@ class _ArrowCsv:
         keep from Arrow's converters) comes back as text, read by Arrow: its records need
         no re-check, and the cast dead-letters the bad values.
         """
-        buf = np.frombuffer(block, np.uint8)
-        if not lines_plain(buf):
+        found = scan(block, self._quote, self._delimiter, self._ints)
+        if found is None:
             return None
-        if self._quote is not None and not quotes_well_placed(block, self._quote, self._delimiter):
-            return None
-        if b"\x00" not in block and not (self._ints and _hex_prefix(buf)):  # a typed table holds no NUL (see Part): its text needs no scan for one
+        if b"\x00" not in block and not found.hex:  # a typed table holds no NUL (see Part): its text needs no scan for one
             try:
-                table = self._read(pa.py_buffer(block), read_options=self._read_options, parse_options=self._parse_options, convert_options=self._convert_options)
+                options = self._ascii_options if found.ascii else self._convert_options
+                table = self._read(pa.py_buffer(block), read_options=self._read_options, parse_options=self._parse_options, convert_options=options)
                 for name in self._decimals:
                     table.column(name).validate(full=True)  # a value past the precision
                 return table
@@ -165,37 +165,67 @@ class _ArrowCsv:
         return df
 
 
-def lines_plain(buf: np.ndarray) -> bool:
-    """Whether the bytes hold no empty line (``\\n\\n``, ``\\n\\r\\n`` or one at the start) and no carriage return but before a newline (NumPy masks: a Python ``in`` of two bytes is slower).
+WINDOW = 1 << 18  # bytes :func:`scan` looks at in one go: its NumPy passes over a window stay in the core's cache
 
-    >>> [lines_plain(np.frombuffer(b, np.uint8)) for b in (b"a\\r\\nb\\n", b"a\\n\\nb\\n", b"a\\n\\r\\nb", b"a\\rb\\n", b"\\na\\n", b"a\\r")]
-    [True, False, False, False, False, False]
+
+class Scan(NamedTuple):
+    """What :func:`scan` found in a block whose records Arrow reads as Polars does."""
+
+    hex: bool  # ``0x`` or ``0X`` occurs (Arrow's integer parser reads it as hexadecimal; the cast refuses it)
+    ascii: bool  # every byte is ASCII (valid UTF-8 without a check)
+
+
+def scan(block: bytes, quote: bytes | None, delimiter: bytes, ints: bool) -> Scan | None:
+    """None where Arrow might split ``block``'s records or fields otherwise than Polars; else what else it holds.
+
+    Refused: an empty line (``\\n\\n``, ``\\n\\r\\n`` or one at the start), a carriage return
+    but before a newline, a quote not well placed (:func:`quotes_well_placed`). ``0x``
+    is looked for where ``ints`` (integer columns are typed). NumPy masks over windows of
+    :data:`WINDOW` bytes, overlapping by two so that no pattern falls between two:
+    each pass then reads the cache, not memory (1.3 ms a 2 MiB block of lineitem
+    against 2.4 ms for the same passes over the whole block; a Python ``in`` of two
+    bytes is slower still).
+
+    >>> scan(b'a,"x ""y"" z"\\r\\n0x1,\\xc3\\xa9\\n', b'"', b",", ints=True)
+    Scan(hex=True, ascii=False)
+    >>> [scan(b, b'"', b",", ints=False) for b in (b"a\\n\\nb\\n", b"a\\n\\r\\nb", b"a\\rb\\n", b"\\na\\n", b"a\\r", b'a"b\\n')]
+    [None, None, None, None, None, None]
     """
-    if buf.size == 0:
-        return True
-    newline = buf == 10
-    if newline[0] or (newline[1:] & newline[:-1]).any():
-        return False
-    cr = buf == 13
-    if not cr.any():
-        return True
-    if cr[0] or cr[-1] or (cr[:-1] & ~newline[1:]).any():  # a lone CR, or one starting the block
-        return False
-    return not (newline[:-2] & cr[1:-1] & newline[2:]).any()
+    if not block:
+        return Scan(hex=False, ascii=True)
+    if block[0] in (10, 13) or block[-1] == 13:  # an empty line or a CR first; a lone CR last
+        return None
+    buf = np.frombuffer(block, np.uint8)
+    crs = b"\r" in block  # memchr: most files have none
+    q = quote[0] if quote is not None and quote in block else None
+    found, top = False, 0
+    at: list[np.ndarray] = []
+    for start in range(0, buf.size, WINDOW):
+        w = buf[start : start + WINDOW + 2]
+        newline = w == 10
+        if (newline[1:] & newline[:-1]).any():
+            return None
+        if crs:
+            cr = w == 13
+            if (cr[:-1] & ~newline[1:]).any() or (newline[:-2] & cr[1:-1] & newline[2:]).any():
+                return None
+        if ints and not found:
+            found = bool((((w[1:] | 32) == 120) & (w[:-1] == 48)).any())
+        top = max(top, int(w.max()))
+        if q is not None:
+            at.append(np.flatnonzero(w[:WINDOW] == q) + start)
+    if q is not None and quote is not None and not quotes_well_placed(block, quote, delimiter, np.concatenate(at)):
+        return None
+    return Scan(hex=found, ascii=top < 128)
 
 
-def _hex_prefix(buf: np.ndarray) -> bool:
-    """Whether ``0x`` or ``0X`` occurs (Arrow's integer parser reads it as hexadecimal)."""
-    return bool((((buf[1:] | 32) == 120) & (buf[:-1] == 48)).any())
-
-
-def quotes_well_placed(block: bytes, quote: bytes, delimiter: bytes) -> bool:
+def quotes_well_placed(block: bytes, quote: bytes, delimiter: bytes, at: np.ndarray | None = None) -> bool:
     """Whether every quote of ``block`` (whole records) opens a field, closes one, or is doubled inside one, as RFC 4180 has it.
 
     Quotes alternate: the 1st, 3rd... open and the others close. An opening quote
     follows a delimiter, a newline, the block's start or a closing quote (a doubled
     quote); a closing quote precedes a delimiter, a line end, the block's end or an
-    opening quote. Vectorized over the quote positions.
+    opening quote. Vectorized over the quote positions (``at``, when the caller found them).
 
     >>> quotes_well_placed(b'a,"b ""c"", d",""\\n"x",y\\r\\n', b'"', b",")
     True
@@ -205,7 +235,8 @@ def quotes_well_placed(block: bytes, quote: bytes, delimiter: bytes) -> bool:
     if quote not in block:
         return True
     buf = np.frombuffer(block, np.uint8)
-    at = np.flatnonzero(buf == quote[0])
+    if at is None:
+        at = np.flatnonzero(buf == quote[0])
     if at.size % 2:
         return False
     opening, closing = at[0::2], at[1::2]
