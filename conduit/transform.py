@@ -174,7 +174,9 @@ def sample(part: Part, rows: int) -> pl.DataFrame:
     assert isinstance(part.frame, pl.LazyFrame)
     try:
         if part.read is not None:
-            first = next(iter(part.read(0, rows, None)), None)
+            first = next(iter(part.read(0, rows, {})), None)  # no types: text, read by Arrow where it reads as Polars does
+            if isinstance(first, pa.Table):
+                first = pl.DataFrame(first)
             df = first if first is not None else part.frame.clear().collect()
         else:
             df = part.frame.head(rows).collect()

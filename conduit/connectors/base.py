@@ -150,7 +150,8 @@ class Part:
     ``after`` in place of collecting ``frame`` (which then serves the schema and the
     type-inference sample); ``types`` (or None) are the types the columns will be cast
     to: a reader may parse a column as its type itself where its parse is exactly the
-    cast's, and then gives numbered Arrow tables (the CSV reader's typed blocks) holding
+    cast's, and then gives numbered Arrow tables (the CSV reader's blocks, typed where it
+    can, text otherwise: ``{}`` asks for text read so) holding
     no NUL character (rows with one come in a Polars frame, for the transform to
     dead-letter where the destination cannot store it). ``fallback(after, batch_size)``, when set, is how to go on
     reading after a read error: the same batches, malformed rows marked rather than raised.

@@ -237,6 +237,18 @@ def test_typed_blocks_start_after_the_header_and_keep_empty_last_fields(monkeypa
     assert table.column("note").to_pylist() == [r[2] for r in rows]
 
 
+@pytest.mark.parametrize("block", [300, 2048])
+def test_text_read_by_arrow_equals_polars_text(monkeypatch: pytest.MonkeyPatch, block: int) -> None:
+    """``types={}`` (how the inference sample is read): every column text, read by Arrow where it reads as Polars does, the same rows and values as Polars' read."""
+    monkeypatch.setattr(blocks, "BLOCK", block)
+    data = messy_csv(400, seed=block).encode()
+    want = pl.concat([f.drop(RECHECK) for f in blocks.csv(io.BytesIO(data), CsvOptions(), NAMES, 0, 10_000)])
+    got = list(blocks.csv(io.BytesIO(data), CsvOptions(), NAMES, 0, 10_000, types={}))
+    assert len(got) > 3 and all(isinstance(f, pa.Table) for f in got)
+    frames = [pl.DataFrame(f) if isinstance(f, pa.Table) else f.drop(RECHECK) for f in got]
+    assert pl.concat([f.with_columns(pl.col(ROW_NUMBER).cast(pl.Int64)) for f in frames]).rows() == want.with_columns(pl.col(ROW_NUMBER).cast(pl.Int64)).rows()
+
+
 @pytest.mark.parametrize("window", [1, 2, 5, 64])
 def test_scan_in_windows_finds_what_a_whole_block_check_finds(monkeypatch: pytest.MonkeyPatch, window: int) -> None:
     """Patterns across the windows' edges (empty lines, CRs, ``0x``, quotes, non-ASCII) are found as a plain look at the whole block finds them."""

@@ -1,15 +1,17 @@
-"""The fast path of CSV and NDJSON files: read in small blocks cut at record boundaries, each parsed by Polars.
+"""The fast path of CSV and NDJSON files: read in small blocks cut at record boundaries, each parsed by Arrow or Polars.
 
 Polars' streaming scans read far ahead of their consumer (the NDJSON scan nearly the
-whole file), so :func:`csv` and :func:`ndjson` parse blocks of :data:`BLOCK` bytes one
-after another (NDJSON two at a time), holding memory bounded whatever the file size. A block ends at its
+whole file), so :func:`csv` and :func:`ndjson` parse blocks of :data:`BLOCK` bytes two
+at a time, holding memory bounded whatever the file size (a CSV block Arrow reads is
+parsed on one core; one Polars reads keeps both busy, so those go one at a time). A block ends at its
 last newline outside quotes (quote parity, as RFC 4180 doubles a quote inside a quoted
 field; JSON lines hold no raw newline), so a quoted CSV field may span lines and blocks.
 The blocks' frames are gathered into batches of ``batch_size`` rows without copying.
 
 Rows are numbered as the scans number them (CSV: data records, NDJSON: non-blank lines,
-1-based). CSV columns are text and :func:`conduit.connectors.files.csv_tolerant.finish` marks the
-rows to re-check. A block Polars cannot parse raises; the caller goes on through the
+1-based). A CSV block comes as an Arrow table (:class:`_ArrowCsv`: typed where the cast
+would type alike, else text) or as Polars text, whose records
+:func:`conduit.connectors.files.csv_tolerant.finish` marks to re-check. A block Polars cannot parse raises; the caller goes on through the
 tolerant path.
 
 Examples
@@ -19,6 +21,8 @@ Examples
 >>> data = b'a,b\\n1,"x\\ny"\\n2,z\\n'
 >>> [df.rows() for df in csv(io.BytesIO(data), CsvOptions(), ["a", "b"], skip=0, batch_size=10)]
 [[(1, '1', 'x\\ny', False), (2, '2', 'z', False)]]
+>>> [t.to_pylist() for t in csv(io.BytesIO(data), CsvOptions(), ["a", "b"], skip=0, batch_size=10, types={})]  # read by Arrow: no column typed
+[[{'_conduit_row_number': 1, 'a': '1', 'b': 'x\\ny'}, {'_conduit_row_number': 2, 'a': '2', 'b': 'z'}]]
 >>> [df.rows() for df in ndjson(io.BytesIO(b'{"a": 1}\\n\\n{"a": 2}\\n'), pl.Schema({"a": pl.Int64}), skip=1, batch_size=10)]
 [[(2, 2)]]
 >>> boundary(b'1,"x\\ny"\\n2,"z', '"')  # the newline inside the open quote is no boundary
@@ -46,19 +50,20 @@ BLOCK = 2 << 20  # bytes per block: smaller holds less memory (4 MiB held ~20 Mi
 def csv(fh: BinaryIO, opts: CsvOptions, names: list[str], skip: int, batch_size: int, source: str = "<stream>", types: Mapping[str, pl.DataType] | None = None) -> Iterator[Frame]:
     """Frames of at most ``batch_size`` records numbered above ``skip``: row number, text columns, recheck mark.
 
-    With ``types`` (the types the columns are cast to), every block is first parsed by
-    Arrow's CSV reader (the first one from its second line, when its header is that
-    line), which types the columns it reads exactly as the cast would
-    (:func:`conduit.coerce.arrow_csv_type`), into Arrow tables (row number, columns;
-    no recheck mark: Arrow refuses a record with too few fields). A block whose records
-    Arrow reads but whose values do not all type comes as text, without a recheck mark;
-    a block Arrow refuses (a ragged record, invalid UTF-8, misplaced quotes) is read by
-    Polars, as without ``types``.
+    With ``types`` (None: Polars reads every block), where the dialect is one Arrow
+    reads as Polars does (:meth:`_ArrowCsv.of`), every block is first parsed by Arrow's CSV reader (the first one from its second line,
+    when its header is that line), which types the columns of ``types`` (the types the
+    columns are cast to) it can exactly as the cast would
+    (:func:`conduit.coerce.arrow_csv_type`) and reads the others as text, into Arrow
+    tables (row number, columns; no recheck mark: Arrow refuses a record with too few
+    fields). A block whose records Arrow reads but whose values do not all type comes
+    as text, without a recheck mark; a block Arrow refuses (a ragged record, invalid
+    UTF-8, misplaced quotes, an empty line) is read by Polars, its records marked.
     """
     from conduit.connectors.files.csv_tolerant import finish
 
     schema = dict.fromkeys(names, pl.String)
-    typed = _ArrowCsv.of(opts, names, types or {})
+    typed = _ArrowCsv.of(opts, names, types) if types is not None else None
 
     def parse(block: bytes, first: bool) -> Frame:
         body = _records(block, opts) if first else block
@@ -125,13 +130,18 @@ class _ArrowCsv:
 
     @classmethod
     def of(cls, opts: CsvOptions, names: list[str], types: Mapping[str, pl.DataType]) -> _ArrowCsv | None:
-        """The parser for ``types`` where Arrow types a column and the dialect is one it reads as Polars does (no comments, no null tokens), else None."""
+        """The parser for ``types`` where the dialect is one Arrow reads as Polars does (no comments, no null tokens), else None.
+
+        Columns Arrow does not type it reads as text (all of them, for ``{}``: how the
+        type-inference sample is read; Arrow's buffers go back to the system when freed,
+        where Polars' allocator keeps them a while, through the load that follows).
+        """
         from conduit.coerce import arrow_csv_type
 
         if opts.comment is not None or opts.null_values or len(set(names)) != len(names):
             return None
         arrow = {n: t for n in names if n in types and (t := arrow_csv_type(types[n])) is not None}
-        return cls(opts, names, arrow) if arrow else None
+        return cls(opts, names, arrow)
 
     def parse(self, block: bytes) -> Frame | None:
         """The block's records: typed (an Arrow table), as text where a value does not type (a Polars frame), or None.
