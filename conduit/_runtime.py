@@ -28,11 +28,33 @@ no more system time. Polars reads ``_RJEM_MALLOC_CONF`` once, when it is first i
 then rewrites it (its own defaults, then these), so it is not one of :data:`ENV_DEFAULTS`."""
 
 
+MALLOC_ARENAS = 2
+"""glibc's malloc arenas (``MALLOC_ARENA_MAX`` in the environment wins). glibc gives threads that
+allocate at once arenas of their own, up to 8 per core, and keeps what each frees for reuse
+by it: with the staging threads' COPY buffers (pgpq's output, libpq's) and the Parquet
+reader's file reads, a SF5 Parquet load into PostgreSQL grew from 190 to 324 MiB of
+anonymous memory while Arrow's pool and Python's objects stayed flat; with 2 arenas it
+stays near 240 MiB, as fast. Polars and Arrow allocate through their own jemalloc."""
+
+
 def tune_process() -> None:
-    """Set :data:`ENV_DEFAULTS` (and :data:`POLARS_JEMALLOC`) where the environment does not say otherwise (cheap: imports nothing)."""
+    """Set :data:`ENV_DEFAULTS` (and :data:`POLARS_JEMALLOC`, :data:`MALLOC_ARENAS`) where the environment does not say otherwise (cheap: imports nothing)."""
     for key, value in ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)
     os.environ.setdefault("_RJEM_MALLOC_CONF", POLARS_JEMALLOC)  # no effect once Polars is imported: it has set it
+    if "MALLOC_ARENA_MAX" not in os.environ:
+        _mallopt_arena_max(MALLOC_ARENAS)
+
+
+def _mallopt_arena_max(arenas: int) -> None:
+    """``mallopt(M_ARENA_MAX, arenas)`` where the C library is glibc (read at start-up, the variable would come too late: arenas made later obey this)."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):  # musl has no mallopt
+        ctypes.CDLL(None).mallopt(-8, arenas)  # M_ARENA_MAX in glibc's malloc.h; the process's own symbols hold libc's
 
 
 def arrow_allocator() -> None:

@@ -51,3 +51,29 @@ def test_the_environment_wins_over_the_tuning(tmp_path: Path) -> None:
     got = _env_after(f"import conduit; conduit.run({cfg!r})", {"OPENBLAS_NUM_THREADS": "3"})
     assert got["OPENBLAS_NUM_THREADS"] == "3"
     assert got["POLARS_CSV_CHUNK_SIZE"] == ENV_DEFAULTS["POLARS_CSV_CHUNK_SIZE"]
+
+
+ARENAS = """
+import ctypes, threading
+{setup}
+barrier = threading.Barrier(8)
+def work():
+    barrier.wait()  # all at once: glibc gives a thread that finds every arena busy a new one
+    keep = [bytearray(1 << 17) for _ in range(50)]
+    barrier.wait()
+threads = [threading.Thread(target=work) for _ in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+ctypes.CDLL(None).malloc_stats()  # one "Arena N:" block per arena, on stderr
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not hasattr(os, "confstr") or "glibc" not in (os.confstr("CS_GNU_LIBC_VERSION") or ""), reason="glibc's malloc arenas")
+@pytest.mark.parametrize(("setup", "most"), [("from conduit._runtime import tune_process; tune_process()", 2), ("", None)])
+def test_threads_share_at_most_two_malloc_arenas(setup: str, most: int | None) -> None:
+    """Counted by glibc itself (``malloc_stats``): with the tuning, 8 threads allocating at once share 2 arenas; without, they get more."""
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    out = subprocess.run([sys.executable, "-c", ARENAS.format(setup=setup)], capture_output=True, text=True, check=True, env=env)
+    arenas = out.stderr.count("Arena ")
+    assert arenas >= 1, out.stderr
+    assert arenas <= most if most is not None else arenas > 2
