@@ -196,3 +196,41 @@ def test_replace_keeps_old_table_until_commit_and_dates(tmp_path: Path, pg_uri: 
     assert sql(pg_uri, f'SELECT id, d, "we""ird" FROM "{pg_schema}".r ORDER BY id') == [(1, dt.date(2024, 1, 1), "q"), (2, None, "r")]
     assert sql(pg_uri, "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname LIKE '\\_conduit\\_stage%'", [pg_schema]) == [(0,)]
     assert sql(pg_uri, "SELECT conname FROM pg_constraint WHERE conrelid = to_regclass($1)", [f'"{pg_schema}".r']) == [("r_pkey",)]
+
+
+def test_workers_creating_the_same_staging_table_at_once_all_succeed(tmp_path: Path, pg_uri: str, pg_schema: str) -> None:
+    """Ray workers each open the destination (its ledger tables) and ensure the load's staging table (and schemas) on their own connections: ``CREATE ... IF NOT EXISTS`` racing on the catalog must not fail one of them."""
+    import threading
+
+    from conduit.config import ResolvedTable
+    from conduit.connectors.base import Load
+    from conduit.connectors.postgres.connection import PostgresOptions
+    from conduit.connectors.postgres.destination import PostgresDestination
+
+    schema = pa.schema([pa.field("id", pa.int64()), pa.field("note", pa.large_string())])
+    errors: list[BaseException] = []
+    for attempt in range(5):
+        db_schema = f"{pg_schema}_race{attempt}"  # a new schema too: CREATE SCHEMA IF NOT EXISTS races as well
+        load = Load(f"race{attempt}_t", f"race{attempt}", "t", f"{db_schema}.t", ResolvedTable(write_mode="replace"))
+        dests = [PostgresDestination("pg", PostgresOptions(connection_string=pg_uri, db_schema=f"{pg_schema}_ledger{attempt}"), tmp_path) for _ in range(6)]
+        barrier = threading.Barrier(len(dests))
+
+        def ensure(dest: PostgresDestination) -> None:
+            barrier.wait()
+            try:
+                dest.check()  # the ledger's schema and tables
+                dest._ensure_stage(load, schema)
+            except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+                errors.append(exc)
+
+        threads = [threading.Thread(target=ensure, args=(d,)) for d in dests]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for d in dests:
+            d.close()
+        sql(pg_uri, f'DROP SCHEMA IF EXISTS "{db_schema}" CASCADE')
+        assert sql(pg_uri, "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1", [f"{pg_schema}_ledger{attempt}"]) == [(2,)]
+        sql(pg_uri, f'DROP SCHEMA IF EXISTS "{pg_schema}_ledger{attempt}" CASCADE')
+    assert errors == []

@@ -44,6 +44,13 @@ if TYPE_CHECKING:
 _C = TypeVar("_C", bound="Connection")
 
 
+DDL_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+"""Taken (``conduit ddl <quoted schema>``) before Conduit's ``CREATE SCHEMA/TABLE ... IF NOT EXISTS`` in a schema:
+PostgreSQL's ``IF NOT EXISTS`` is not safe against a concurrent create (the loser fails on the catalog's unique
+index, SQLSTATE 23505 or 42710), and Ray workers open the ledger and ensure the same staging table at once. The
+lock is the transaction's: the first creates, the others then find."""
+
+
 class PostgresDestination(Destination):
     """``type: postgresql``: stage with binary COPY, publish in one transaction."""
 
@@ -78,6 +85,7 @@ class PostgresDestination(Destination):
             self._main = self._connect(lambda options, who: connect_copy(options, who, raw=True))
             with self._main.cursor() as cur:
                 try:
+                    cur.execute(DDL_LOCK, [f"conduit ddl {self.ledger}"])
                     cur.execute(f"CREATE SCHEMA IF NOT EXISTS {self.ledger}")
                     for sql in LEDGER:
                         cur.execute(sql.format(s=self.ledger))
@@ -229,7 +237,10 @@ class PostgresDestination(Destination):
         return schema, stage_name(load.load_id)
 
     def _ensure_stage(self, load: Load, schema: pa.Schema) -> None:
-        """Create the staging table once (committed) before any chunk is COPYed into it."""
+        """Create the staging table once (committed) before any chunk is COPYed into it.
+
+        Serialized per schema by :data:`DDL_LOCK`, as the ledger's creation is.
+        """
         from conduit.connectors.postgres.types import columns_for
 
         with self._lock:
@@ -240,7 +251,11 @@ class PostgresDestination(Destination):
             cols = columns_for(schema, load.json_columns)
             defs = ", ".join(f"{quote(f.name)} {cols[f.name].stage}{'' if f.nullable or f.name == SEQ else ' NOT NULL'}" for f in schema)
             self._run(
-                [(f"CREATE SCHEMA IF NOT EXISTS {quote(db_schema)}", None), (f"CREATE {'' if final else 'UNLOGGED '}TABLE IF NOT EXISTS {quote(db_schema)}.{quote(name)} ({defs})", None)],
+                [
+                    (DDL_LOCK, [f"conduit ddl {quote(db_schema)}"]),
+                    (f"CREATE SCHEMA IF NOT EXISTS {quote(db_schema)}", None),
+                    (f"CREATE {'' if final else 'UNLOGGED '}TABLE IF NOT EXISTS {quote(db_schema)}.{quote(name)} ({defs})", None),
+                ],
                 f"{load.resource}: creating the staging table failed",
             )
             self._ready.add(load.load_id)
