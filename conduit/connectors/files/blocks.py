@@ -1,9 +1,9 @@
 """The fast path of CSV and NDJSON files: read in small blocks cut at record boundaries, each parsed by Arrow or Polars.
 
 Polars' streaming scans read far ahead of their consumer (the NDJSON scan nearly the
-whole file), so :func:`csv` and :func:`ndjson` parse blocks of :data:`BLOCK` bytes two
-at a time, holding memory bounded whatever the file size (a CSV block Arrow reads is
-parsed on one core; one Polars reads keeps both busy, so those go one at a time). A block ends at its
+whole file), so :func:`csv` and :func:`ndjson` parse blocks of :data:`BLOCK` bytes, two
+at a time (one at a time where Polars reads a CSV file: its reader keeps both cores
+busy, where Arrow's takes one), holding memory bounded whatever the file size. A block ends at its
 last newline outside quotes (quote parity, as RFC 4180 doubles a quote inside a quoted
 field; JSON lines hold no raw newline), so a quoted CSV field may span lines and blocks.
 The blocks' frames are gathered into batches of ``batch_size`` rows without copying.
@@ -120,8 +120,10 @@ class _ArrowCsv:
         self._read_options = pacsv.ReadOptions(column_names=names, use_threads=False, block_size=limits.MAX_LINE_BYTES + 2 * BLOCK)  # one thread (a block is small: threads cost more CPU than they save), one chunk
         self._parse_options = pacsv.ParseOptions(delimiter=opts.delimiter, quote_char=opts.quote or False, double_quote=True, newlines_in_values=True, ignore_empty_lines=False)
         text = pa.large_string()  # what the Arrow export of Polars' text is: no cast to conform a batch
-        self._convert_options = pacsv.ConvertOptions(column_types={n: types.get(n, text) for n in names}, null_values=[""], strings_can_be_null=False, quoted_strings_can_be_null=True, check_utf8=True)
-        self._ascii_options = pacsv.ConvertOptions(column_types=self._convert_options.column_types, null_values=[""], strings_can_be_null=False, quoted_strings_can_be_null=True, check_utf8=False)  # ASCII is UTF-8
+        column_types = {n: types.get(n, text) for n in names}
+        self._convert_options, self._ascii_options = (  # ASCII is UTF-8: no check
+            pacsv.ConvertOptions(column_types=column_types, null_values=[""], strings_can_be_null=False, quoted_strings_can_be_null=True, check_utf8=check) for check in (True, False)
+        )
         self._text_options = pacsv.ConvertOptions(column_types=dict.fromkeys(names, text), strings_can_be_null=False, check_utf8=True)
         self._quote = opts.quote.encode() if opts.quote else None
         self._delimiter = opts.delimiter.encode()
