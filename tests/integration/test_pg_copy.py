@@ -159,3 +159,38 @@ def test_pieces_are_the_whole_encoding_cut_at_rows() -> None:
     cut = enc.header() + b"".join(enc.pieces(cast, rows=7)) + enc.finish()
     whole = CopyEncoder(target)
     assert cut == whole.header() + b"".join(whole.pieces(cast, rows=50)) + whole.finish()
+
+
+@pytest.mark.parametrize(("precision", "scale"), [(1, 0), (4, 4), (5, 1), (9, 9), (12, 5), (15, 2), (18, 0), (18, 16), (18, 17), (19, 2)])
+def test_decimals_read_back_as_the_same_text(pg_uri: str, pg_schema: str, precision: int, scale: int) -> None:
+    """Each width and scale, whichever encodes it (NumPy's numeric layout or pgpq), in batches of large, small, negative, NULL and zero values."""
+    import psycopg
+
+    rng = random.Random(precision * 100 + scale)
+    values = _decimals(rng, precision, scale, 400)
+    small = [_dec(rng.randint(-(10**scale) + 1, 10**scale - 1), scale) for _ in range(50)]  # |value| < 1: no whole digit
+    batches = [values[:1], values[1:250], values[250:], small, [None, None], [_dec(0, scale)] * 3]
+    arrays = [pa.array(b, pa.decimal128(precision, scale)) for b in batches]
+    arrays[1] = pa.concat_arrays([arrays[1], arrays[2]]).slice(0, 249)  # an offset into shared buffers
+    table = f"{quote(pg_schema)}.dec"
+    enc = CopyEncoder(pa.schema([("v", pa.decimal128(precision, scale))]), {"v": f"numeric({precision},{scale})"})
+    with psycopg.connect(pg_uri, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE {table} (n serial, v numeric({precision},{scale}))")
+        _copy(conn, table, enc, [pa.record_batch({"v": a}) for a in arrays])
+        got = [r[0] for r in conn.execute(f"SELECT v::text FROM {table} ORDER BY n").fetchall()]
+    want = [None if v is None else f"{v:.{scale}f}" for a in arrays for v in a.to_pylist()]
+    assert got == want
+
+
+def test_a_decimal_past_the_column_precision_is_refused(pg_uri: str, pg_schema: str) -> None:
+    """Arrow does not check a decimal's precision: the server does, on what the encoder sends (the digits past it are not dropped)."""
+    import numpy as np
+    import psycopg
+
+    over = pa.Array.from_buffers(pa.decimal128(5, 2), 2, [None, pa.py_buffer(np.array([12345, 0, 1234567, 0], np.int64))])  # 123.45 and 12345.67
+    enc = CopyEncoder(pa.schema([("v", pa.decimal128(5, 2))]), {"v": "numeric(5,2)"})
+    with psycopg.connect(pg_uri, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE {quote(pg_schema)}.over (v numeric(5,2))")
+        with pytest.raises(psycopg.errors.NumericValueOutOfRange):
+            _copy(conn, f"{quote(pg_schema)}.over", enc, [pa.record_batch({"v": over})])
+        assert conn.execute(f"SELECT count(*) FROM {quote(pg_schema)}.over").fetchone() == (0,)
