@@ -7,6 +7,9 @@ is measured around the subprocess; peak RSS is the sum over the whole process tr
 in ``/proc``, RSS elsewhere), sampled every 50 ms. ``wait4``'s ``ru_maxrss`` is not
 used on Linux: it starts from the RSS of the process that forked the command (the
 kernel carries it across ``exec``), so ``psql`` read as large as this harness.
+CPU time is ``wait4``'s user plus system time of the command and the descendants it
+waited for: the client's share of a load (a database server's own work is not in it),
+steadier than wall time on a machine whose other tenants come and go.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ class Measurement:
     peak_rss: int  # bytes
     returncode: int
     output: str = ""
+    cpu_s: float = 0.0  # user + system, the command's and its waited-for descendants' (wait4)
 
 
 @dataclass
@@ -153,7 +157,7 @@ def _peak(p: psutil.Process) -> int:
 
 
 def measure(argv: list[str], cwd: Path, log: Path, outside_rss: Callable[[], int] | None = None) -> Measurement:
-    """Run ``argv``; wall time and peak RSS of its whole process tree.
+    """Run ``argv``; wall time, CPU time and peak RSS of its whole process tree.
 
     With ``outside_rss`` (the summed RSS *now* of processes the command uses but did not
     start, say a Ray cluster's), each sample adds it to the tree's peaks.
@@ -184,4 +188,4 @@ def measure(argv: list[str], cwd: Path, log: Path, outside_rss: Callable[[], int
     maxrss = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
     if sys.platform.startswith("linux") and peak:  # ru_maxrss counts the forking harness (see the module docstring)
         maxrss = 0
-    return Measurement(wall, max(peak, maxrss), popen.returncode, log.read_text(errors="replace")[-2000:])
+    return Measurement(wall, max(peak, maxrss), popen.returncode, log.read_text(errors="replace")[-2000:], usage.ru_utime + usage.ru_stime)

@@ -3,7 +3,7 @@
 For every scale factor and scenario, the baseline and the conduit command run
 alternately ``--repeat`` times, each repetition in a fresh temporary folder. The
 report (stdout, ``benchmarks/results/<timestamp>.md`` and ``.json``) gives median
-wall time, the ratio to the baseline, rows/s and peak RSS. With two or more scale
+wall time, the ratio to the baseline, rows/s, median CPU time and peak RSS. With two or more scale
 factors (or ``--rss-scaling``, which means ``--sf 0.1 --sf 1``) it also compares peak
 RSS between the smallest and the largest.
 """
@@ -61,7 +61,7 @@ def run_scenario(scenario: Scenario, sf: float, data: Path, repeat: int, keep: b
                 m = measure(argv_of(env), work, work / f"{kind}.log", scenario.outside_rss if kind == "command" else None)
                 getattr(result, kind).append(m)
                 label = scenario.baseline_name if kind == "baseline" else "conduit"
-                print(f"  sf{sf_name(sf)} {scenario.name} #{rep + 1} {label}: {m.wall_s:.2f}s, peak RSS {m.peak_rss / MIB:.0f} MiB", flush=True)
+                print(f"  sf{sf_name(sf)} {scenario.name} #{rep + 1} {label}: {m.wall_s:.2f}s, CPU {m.cpu_s:.2f}s, peak RSS {m.peak_rss / MIB:.0f} MiB", flush=True)
                 if m.returncode != 0:
                     result.error = f"{label} exited {m.returncode}: {m.output.strip().splitlines()[-1] if m.output.strip() else ''}"
                     print(m.output, file=sys.stderr)
@@ -82,8 +82,8 @@ def run_scenario(scenario: Scenario, sf: float, data: Path, repeat: int, keep: b
     return result
 
 
-def _median(ms: list[Measurement]) -> float:
-    return statistics.median(m.wall_s for m in ms) if ms else float("nan")
+def _median(ms: list[Measurement], of: str = "wall_s") -> float:
+    return statistics.median(getattr(m, of) for m in ms) if ms else float("nan")
 
 
 def _peak(ms: list[Measurement]) -> int:
@@ -100,6 +100,8 @@ def summary(r: Result) -> dict:
         "rows": r.rows,
         "conduit_s": cmd,
         "baseline_s": base,
+        "conduit_cpu_s": _median(r.command, "cpu_s"),
+        "baseline_cpu_s": _median(r.baseline, "cpu_s"),
         "ratio": cmd / base if r.command and r.baseline else None,
         "rows_per_s": r.rows / cmd if r.rows and r.command else None,
         "conduit_peak_rss_mib": _peak(r.command) / MIB,
@@ -114,10 +116,10 @@ def markdown(results: list[Result], argv: list[str], repeat: int) -> str:
     lines = [
         f"# Conduit benchmarks {time.strftime('%Y-%m-%d %H:%M:%S')}",
         "",
-        f"Command: `{' '.join(argv)}`; median of {repeat} alternating repetitions; peak RSS = max over repetitions of the whole process tree.",
+        f"Command: `{' '.join(argv)}`; median of {repeat} alternating repetitions; CPU = the command's own user + system time (a database server's is not in it); peak RSS = max over repetitions of the whole process tree.",
         "",
-        "| scenario | SF | rows | conduit s | baseline | baseline s | ratio | rows/s | conduit peak RSS MiB | baseline peak RSS MiB | status |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| scenario | SF | rows | conduit s | baseline | baseline s | ratio | rows/s | conduit CPU s | baseline CPU s | conduit peak RSS MiB | baseline peak RSS MiB | status |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         s = summary(r)
@@ -125,8 +127,9 @@ def markdown(results: list[Result], argv: list[str], repeat: int) -> str:
         rate = f"{s['rows_per_s']:,.0f}" if s["rows_per_s"] else "-"
         rows = f"{s['rows']:,}" if s["rows"] is not None else "-"
         status = "ok" if s["ok"] else f"FAILED: {s['error']}"
+        cpu = f"{s['conduit_cpu_s']:.2f} | {s['baseline_cpu_s']:.2f}"
         rss = f"{s['conduit_peak_rss_mib']:.0f} | {s['baseline_peak_rss_mib']:.0f}"
-        lines.append(f"| {r.scenario} | {sf_name(r.sf)} | {rows} | {s['conduit_s']:.2f} | {r.baseline_name} | {s['baseline_s']:.2f} | {ratio} | {rate} | {rss} | {status} |")
+        lines.append(f"| {r.scenario} | {sf_name(r.sf)} | {rows} | {s['conduit_s']:.2f} | {r.baseline_name} | {s['baseline_s']:.2f} | {ratio} | {rate} | {cpu} | {rss} | {status} |")
     scaling = rss_scaling(results)
     if scaling:
         lo, hi = scaling[0]["sf_small"], scaling[0]["sf_large"]

@@ -27,3 +27,13 @@ def test_peak_rss_is_the_commands_own(tmp_path: Path) -> None:
     assert small.returncode == 0 and big.returncode == 0
     assert small.peak_rss < 100 * MIB
     assert 200 * MIB <= big.peak_rss < 300 * MIB
+
+
+def test_cpu_time_is_the_commands_and_its_childrens(tmp_path: Path) -> None:
+    """CPU time counts what the command and the processes it waited for burned, and not time spent asleep."""
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.4: pass"
+    asleep = measure([sys.executable, "-c", "import time; time.sleep(0.5)"], tmp_path, tmp_path / "asleep.log")
+    child = measure([sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, '-c', {burn!r}], check=True)"], tmp_path, tmp_path / "child.log")
+    assert asleep.returncode == 0 and child.returncode == 0
+    assert asleep.wall_s >= 0.5 and asleep.cpu_s < 0.3
+    assert child.cpu_s >= 0.4
