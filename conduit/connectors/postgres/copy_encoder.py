@@ -17,8 +17,8 @@ A third is rewritten for speed: pgpq converts a decimal a value at a time (SF1
 lineitem's four decimal columns took it as long as the other twelve together), so a
 ``decimal128`` of precision 18 or less (its value is its low 64 bits) and scale 0-16
 becomes ``numeric_recv``'s own layout, computed by NumPy a batch at a time
-(:func:`_numeric`), as binary values pgpq writes as they are: encoding all of SF1
-lineitem took 1.69-1.77 CPU-s before, 1.49-1.57 after (``benchmarks/README.md``).
+(:func:`_numeric`), as binary values pgpq writes as they are (measured in the lab
+notebook, ``benchmarks/README.md``, fourth session of 2026-12-06).
 
 Examples
 --------
