@@ -135,7 +135,8 @@ def _numeric(arr: pa.Array) -> pa.Array:
     whole_part = values // 10**scale if scale else values
     put(4, whole, whole_part)
     if fraction:
-        put(4 + whole, fraction, (values - whole_part * 10**scale) * 10 ** (4 * fraction - scale))
+        part = values - whole_part * 10**scale
+        put(4 + whole, fraction, part * 10 ** (4 * fraction - scale) if 4 * fraction != scale else part)  # padded to whole digits
     offsets = np.arange(0, 2 * width * (n + 1), 2 * width, dtype=np.int32)
     return pa.Array.from_buffers(pa.binary(), n, [_validity(arr), pa.py_buffer(offsets), pa.py_buffer(out)], null_count=arr.null_count)
 
