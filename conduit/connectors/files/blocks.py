@@ -103,9 +103,10 @@ class _ArrowCsv:
     """Blocks parsed by Arrow's CSV reader, typed where it parses as the cast would; None where it might read otherwise than Polars.
 
     Only blocks whose quotes are all well placed and that (:func:`scan`)
-    hold no empty line and no lone carriage return are Arrow's: there both readers split
-    records and fields alike (Arrow is lenient with quotes where Polars refuses a record,
-    and reads an empty line as a record of empty fields), and an empty field is the
+    hold no lone carriage return (nor, in a one-column file, an empty line) are Arrow's:
+    there both readers split records and fields alike (Arrow is lenient with quotes where
+    Polars refuses a record, and reads an empty line as a record of one empty field,
+    which it refuses itself as too short where there are more columns), and an empty field is the
     text ``""`` or, typed, NULL, as the cast makes a blank. Arrow's integer parser also
     takes hexadecimal (``0x1F``), which the cast refuses, and its decimal converter can
     overflow the precision unchecked: such blocks are not typed (they come as text), nor
@@ -128,6 +129,7 @@ class _ArrowCsv:
         self._quote = opts.quote.encode() if opts.quote else None
         self._delimiter = opts.delimiter.encode()
         self._ints = any(pa.types.is_integer(t) for t in types.values())
+        self._one_column = len(names) == 1  # where an empty line is a record to Arrow (with more columns, one too short: refused)
         self._decimals = [n for n, t in types.items() if pa.types.is_decimal(t)]
 
     @classmethod
@@ -155,7 +157,7 @@ class _ArrowCsv:
         keep from Arrow's converters) comes back as text, read by Arrow: its records need
         no re-check, and the cast dead-letters the bad values.
         """
-        found = scan(block, self._quote, self._delimiter, self._ints)
+        found = scan(block, self._quote, self._delimiter, self._ints, empty_lines=self._one_column)
         if found is None:
             return None
         if b"\x00" not in block and not found.hex:  # a typed table holds no NUL (see Part): its text needs no scan for one
@@ -187,11 +189,13 @@ class Scan(NamedTuple):
     ascii: bool  # every byte is ASCII (valid UTF-8 without a check)
 
 
-def scan(block: bytes, quote: bytes | None, delimiter: bytes, ints: bool) -> Scan | None:
+def scan(block: bytes, quote: bytes | None, delimiter: bytes, ints: bool, empty_lines: bool = True) -> Scan | None:
     """None where Arrow might split ``block``'s records or fields otherwise than Polars; else what else it holds.
 
-    Refused: an empty line (``\\n\\n``, ``\\n\\r\\n`` or one at the start), a carriage return
-    but before a newline, a quote not well placed (:func:`quotes_well_placed`). ``0x``
+    Refused: an empty line at the start, and where ``empty_lines`` (a one-column file:
+    elsewhere Arrow refuses an empty line itself, as a record too short) any empty line
+    (``\\n\\n``, ``\\n\\r\\n``); a carriage return but before a newline; a quote not well
+    placed (:func:`quotes_well_placed`). ``0x``
     is looked for where ``ints`` (integer columns are typed). NumPy masks over windows of
     :data:`WINDOW` bytes, overlapping by two so that no pattern falls between two:
     each pass then reads the cache, not memory (1.3 ms a 2 MiB block of lineitem
@@ -202,6 +206,8 @@ def scan(block: bytes, quote: bytes | None, delimiter: bytes, ints: bool) -> Sca
     Scan(hex=True, ascii=False)
     >>> [scan(b, b'"', b",", ints=False) for b in (b"a\\n\\nb\\n", b"a\\n\\r\\nb", b"a\\rb\\n", b"\\na\\n", b"a\\r", b'a"b\\n')]
     [None, None, None, None, None, None]
+    >>> scan(b"a,b\\n\\nc,d\\n", b'"', b",", ints=False, empty_lines=False)  # Arrow refuses that empty line itself
+    Scan(hex=False, ascii=True)
     """
     if not block:
         return Scan(hex=False, ascii=True)
@@ -214,13 +220,14 @@ def scan(block: bytes, quote: bytes | None, delimiter: bytes, ints: bool) -> Sca
     at: list[np.ndarray] = []
     for start in range(0, buf.size, WINDOW):
         w = buf[start : start + WINDOW + 2]
-        newline = w == 10
-        if (newline[1:] & newline[:-1]).any():
-            return None
-        if crs:
-            cr = w == 13
-            if (cr[:-1] & ~newline[1:]).any() or (newline[:-2] & cr[1:-1] & newline[2:]).any():
+        if empty_lines or crs:
+            newline = w == 10
+            if empty_lines and (newline[1:] & newline[:-1]).any():
                 return None
+            if crs:
+                cr = w == 13
+                if (cr[:-1] & ~newline[1:]).any() or (empty_lines and (newline[:-2] & cr[1:-1] & newline[2:]).any()):
+                    return None
         if ints and not found:
             found = bool((((w[1:] | 32) == 120) & (w[:-1] == 48)).any())
         top = max(top, int(w.max()))
