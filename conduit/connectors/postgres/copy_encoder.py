@@ -106,8 +106,9 @@ def _numeric(arr: pa.Array) -> pa.Array:
     """
     n, scale = len(arr), arr.type.scale
     raw = np.frombuffer(arr.buffers()[1], "<i8", count=2 * (arr.offset + n))[2 * arr.offset :: 2]  # |value| < 10**18: the low half is the value
-    if arr.null_count:  # a null's slot may hold anything
-        raw = np.where(arr.is_valid().to_numpy(zero_copy_only=False), raw, 0)
+    validity = _validity(arr)
+    if validity is not None:  # a null's slot may hold anything
+        raw = np.where(np.unpackbits(np.frombuffer(validity, np.uint8), count=n, bitorder="little").view(bool), raw, 0)
     lo, hi = (int(raw.min()), int(raw.max())) if n else (0, 0)
     top = max(-lo, hi)
     fraction = -(-scale // 4)  # digits after the point
@@ -138,7 +139,7 @@ def _numeric(arr: pa.Array) -> pa.Array:
         part = values - whole_part * 10**scale
         put(4 + whole, fraction, part * 10 ** (4 * fraction - scale) if 4 * fraction != scale else part)  # padded to whole digits
     offsets = np.arange(0, 2 * width * (n + 1), 2 * width, dtype=np.int32)
-    return pa.Array.from_buffers(pa.binary(), n, [_validity(arr), pa.py_buffer(offsets), pa.py_buffer(out)], null_count=arr.null_count)
+    return pa.Array.from_buffers(pa.binary(), n, [validity, pa.py_buffer(offsets), pa.py_buffer(out)], null_count=arr.null_count)
 
 
 def _rewrite(t: pa.DataType) -> tuple[Callable[[pa.Array], pa.Array], pa.DataType, str] | None:
